@@ -1,0 +1,1 @@
+"""SyncVP joint RGB-D video prediction in pure PyTorch + NumPy (never imports ROS)."""

@@ -1,0 +1,25 @@
+"""Test-wide set-up. DDS hygiene comes first, before anything can import rclpy."""
+import os
+import pathlib
+import tempfile
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # never multicast off this machine
+os.environ.setdefault("ROS_LOG_DIR", str(pathlib.Path(__file__).resolve().parents[1] / "build" / "ros_log"))
+# A per-run domain so parallel runs (and other sessions' nodes) cannot see each other.
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+os.environ.setdefault("TMPDIR", tempfile.gettempdir())
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# Two cores on CI: keep torch from oversubscribing when DDS threads and subprocesses run beside it.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def ros_env():
+    """Environment for rclpy child processes (localhost discovery, this run's domain, logs in build/)."""
+    env = dict(os.environ)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
