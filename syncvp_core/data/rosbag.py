@@ -1,0 +1,159 @@
+"""A rosbag2 recording (sqlite3 or MCAP) with an RGB and a depth sensor_msgs/msg/Image topic, read with `rosbags`.
+
+RGB and depth messages pair by header stamp (the log time when the stamp is zero): each RGB frame with its
+nearest depth frame when they are each other's nearest and within `slop` seconds. Frames are decoded and
+brought to the model size while the bag is read, so memory stays small for long recordings.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from rosbags.highlevel import AnyReader
+from rosbags.typesys import Stores, get_typestore
+
+from .clips import DataError, check_same_aspect
+from .transforms import resize_depth, resize_rgb
+
+log = logging.getLogger(__name__)
+
+ENCODINGS = {  # encoding -> (channels, element type)
+    "rgb8": (3, "u1"), "bgr8": (3, "u1"), "rgba8": (4, "u1"), "bgra8": (4, "u1"), "mono8": (1, "u1"),
+    "32fc1": (1, "f4"), "16uc1": (1, "u2"), "mono16": (1, "u2"),
+}
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+DEPTH_ENCODINGS = ("32fc1", "16uc1", "mono16")
+
+
+def image_array(msg) -> np.ndarray:
+    """H×W×C array of a sensor_msgs/msg/Image in native byte order, honouring `step` padding and is_bigendian."""
+    encoding = msg.encoding.lower()
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(ENCODINGS)})")
+    channels, kind = ENCODINGS[encoding]
+    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    row_bytes = width * channels * dtype.itemsize
+    data = np.ascontiguousarray(np.frombuffer(memoryview(msg.data), np.uint8))
+    if height < 1 or width < 1 or step < row_bytes or data.size < step * (height - 1) + row_bytes:
+        raise ValueError(f"{width}x{height} {encoding} needs step >= {row_bytes} and {step * (height - 1) + row_bytes}"
+                         f" bytes, got step {step} and {data.size} bytes")
+    rows = np.lib.stride_tricks.as_strided(data, shape=(height, row_bytes), strides=(step, 1), writeable=False)
+    return rows.copy().view(dtype).reshape(height, width, channels).astype(dtype.newbyteorder("="))
+
+
+def color_pixels(msg) -> np.ndarray:
+    """H×W×3 uint8 RGB from any supported colour or grey encoding."""
+    pixels, encoding = image_array(msg), msg.encoding.lower()
+    if encoding not in COLOR_ENCODINGS:
+        raise ValueError(f"RGB topic has encoding {msg.encoding!r}; expected one of {', '.join(COLOR_ENCODINGS)}")
+    if encoding == "mono8":
+        return np.repeat(pixels, 3, axis=2)
+    return np.ascontiguousarray(pixels[..., 2::-1] if encoding.startswith("bgr") else pixels[..., :3])
+
+
+def depth_metres(msg, depth_scale: float) -> np.ndarray:
+    """H×W float32 metres: 32FC1 is metres, 16UC1/mono16 are integer units × depth_scale (0 = invalid)."""
+    pixels, encoding = image_array(msg)[..., 0], msg.encoding.lower()
+    if encoding not in DEPTH_ENCODINGS:
+        raise ValueError(f"depth topic has encoding {msg.encoding!r}; expected 32FC1 or 16UC1")
+    return pixels if encoding == "32fc1" else pixels.astype(np.float32) * np.float32(depth_scale)
+
+
+def pair_by_stamp(a: np.ndarray, b: np.ndarray, slop: int) -> list[tuple[int, int]]:
+    """(i, j) where sorted stamps a[i] and b[j] are each other's nearest and at most `slop` apart."""
+    def nearest(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        right = np.clip(np.searchsorted(y, x), 1, len(y) - 1) if len(y) > 1 else np.zeros(len(x), int)
+        left = np.maximum(right - 1, 0)
+        return np.where(np.abs(y[left] - x) <= np.abs(y[right] - x), left, right)
+
+    if not len(a) or not len(b):
+        return []
+    a_to_b, b_to_a = nearest(a, b), nearest(b, a)
+    return [(i, int(j)) for i, j in enumerate(a_to_b) if b_to_a[j] == i and abs(int(a[i]) - int(b[j])) <= slop]
+
+
+@dataclasses.dataclass(frozen=True)
+class BagSequence:
+    """Paired frames of one bag, already at the model size."""
+
+    name: str
+    rgb: np.ndarray  # N×size×size×3 uint8
+    depth: np.ndarray  # N×size×size float32 metres, NaN invalid
+    stamps: np.ndarray  # N int64 ns, of the RGB frames
+
+    def __len__(self) -> int:
+        return len(self.rgb)
+
+    def read(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        return self.rgb[indices], self.depth[indices]
+
+
+@dataclasses.dataclass
+class _Stream:
+    stamps: list[int] = dataclasses.field(default_factory=list)
+    frames: list[np.ndarray] = dataclasses.field(default_factory=list)
+    shapes: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    skipped: int = 0
+
+
+def _find_topic(reader: AnyReader, path: Path, topic: str):
+    images = sorted({c.topic for c in reader.connections if c.msgtype == "sensor_msgs/msg/Image"})
+    matches = [c for c in reader.connections if c.topic == topic]
+    if not matches:
+        raise DataError(path, f"no topic {topic}; its Image topics are: {', '.join(images) or 'none'}")
+    if matches[0].msgtype != "sensor_msgs/msg/Image":
+        raise DataError(path, f"topic {topic} is {matches[0].msgtype}, not sensor_msgs/msg/Image")
+    return matches
+
+
+def rosbag_sequence(path: Path, rgb_topic: str, depth_topic: str, slop: float = 0.02, depth_scale: float = 0.001,
+                    size: int = 64, skip_bad: bool = False) -> BagSequence:
+    """Read, decode, resize and pair the two topics of the bag at `path` (a rosbag2 folder or its storage file)."""
+    bag = path.parent if path.is_file() else path  # rosbag2 is a folder; accept its .db3/.mcap too
+    streams = {rgb_topic: _Stream(), depth_topic: _Stream()}
+    try:
+        with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
+            connections = _find_topic(reader, bag, rgb_topic) + _find_topic(reader, bag, depth_topic)
+            for connection, log_time, raw in reader.messages(connections=connections):
+                msg = reader.deserialize(raw, connection.msgtype)
+                stream = streams[connection.topic]
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec or log_time
+                try:
+                    pixels = color_pixels(msg) if connection.topic == rgb_topic else depth_metres(msg, depth_scale)
+                except ValueError as err:
+                    if not skip_bad:
+                        raise DataError(bag, f"{connection.topic} message stamped {stamp} ns: {err}") from None
+                    stream.skipped += 1
+                    continue
+                if connection.topic == rgb_topic:
+                    rgb = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0)
+                    frame = (resize_rgb(rgb, size) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+                else:
+                    frame = resize_depth(torch.from_numpy(pixels), size).numpy()
+                stream.stamps.append(stamp)
+                stream.frames.append(frame)
+                stream.shapes.append(pixels.shape[:2])
+    except DataError:
+        raise
+    except Exception as err:  # AnyReaderError, sqlite3, MCAP and deserialisation errors on a truncated/corrupt file
+        raise DataError(path, f"cannot read rosbag2 ({type(err).__name__}: {err})") from None
+    for topic, stream in streams.items():
+        if stream.skipped:
+            log.warning("skipping unreadable data: %s: %d undecodable message(s) on %s", bag, stream.skipped, topic)
+    rgb, depth = streams[rgb_topic], streams[depth_topic]
+    rgb_order, depth_order = np.argsort(rgb.stamps, kind="stable"), np.argsort(depth.stamps, kind="stable")
+    rgb_stamps = np.asarray(rgb.stamps, np.int64)[rgb_order]
+    depth_stamps = np.asarray(depth.stamps, np.int64)[depth_order]
+    pairs = [(rgb_order[i], depth_order[j]) for i, j in pair_by_stamp(rgb_stamps, depth_stamps, round(slop * 1e9))]
+    if not pairs:
+        raise DataError(bag, f"no {rgb_topic} / {depth_topic} messages within {slop} s of each other "
+                             f"({len(rgb.stamps)} RGB, {len(depth.stamps)} depth)")
+    for i, j in pairs:
+        check_same_aspect(bag, rgb.shapes[i], depth.shapes[j])
+    return BagSequence(name=bag.name, rgb=np.stack([rgb.frames[i] for i, _ in pairs]),
+                       depth=np.stack([depth.frames[j] for _, j in pairs]),
+                       stamps=np.array([rgb.stamps[i] for i, _ in pairs], np.int64))
