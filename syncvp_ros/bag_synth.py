@@ -80,11 +80,16 @@ def encode_rgb(rgb: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def encode_depth(depth: np.ndarray, encoding: str) -> np.ndarray:
-    """`H×W` float32 metres (NaN invalid) -> 32FC1 as is, or 16UC1 millimetres with 0 for invalid."""
+    """`H×W` float32 metres (NaN invalid) -> 32FC1 as is, or 16UC1 millimetres with 0 for invalid.
+
+    Depth beyond the 16-bit range (65.535 m) is out of the sensor's range, so it is invalid (0) as a real
+    16UC1 driver reports it, never clipped to a wrong 65.535 m.
+    """
     if encoding == "32FC1":
         return depth.astype(np.float32)
-    mm = np.nan_to_num(depth * MM_PER_M, nan=0.0, posinf=0.0)
-    return np.clip(np.round(mm), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    mm = np.nan_to_num(depth * MM_PER_M, nan=0.0, posinf=0.0, neginf=0.0)
+    mm = np.where((mm > 0) & (mm <= np.iinfo(np.uint16).max), np.round(mm), 0.0)
+    return mm.astype(np.uint16)
 
 
 def _stamp(ns: int):

@@ -388,3 +388,10 @@ def test_eval_predictions_keeps_results_before_damage(tmp_path, capsys):
     kept = json.loads((out / "metrics.json").read_text())
     assert not kept["complete"] and 0 < kept["clips"] < 8
     assert (out / "per_horizon_rgb.png").is_file()
+
+
+def test_16uc1_marks_out_of_range_and_invalid_depth_as_zero():
+    from syncvp_ros.bag_synth import encode_depth
+
+    depth = np.array([[1.5, np.nan, np.inf, 70.0, 65.535, -1.0]], np.float32)
+    assert encode_depth(depth, "16UC1").tolist() == [[1500, 0, 0, 0, 65535, 0]]
