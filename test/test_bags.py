@@ -113,7 +113,9 @@ def test_synth_overrides_and_16uc1(tmp_path):
     assert depth.encoding == "16UC1" and depth.header.frame_id == "depth_optical"
     valid = np.isfinite(truth)
     assert (mm[~valid] == 0).all() and (~valid).any()  # sky: no reading
-    np.testing.assert_allclose(mm[valid], np.clip(np.round(truth[valid] * 1000), 0, 65535))
+    in_range = valid & (truth * 1000 <= 65535)  # farther than 16 bits of mm: no reading, as a real sensor
+    np.testing.assert_allclose(mm[in_range], np.round(truth[in_range] * 1000))
+    assert (mm[valid & ~in_range] == 0).all()
 
 
 def test_info_json_matches_bag(tmp_path, capsys):
@@ -393,5 +395,5 @@ def test_eval_predictions_keeps_results_before_damage(tmp_path, capsys):
 def test_16uc1_marks_out_of_range_and_invalid_depth_as_zero():
     from syncvp_ros.bag_synth import encode_depth
 
-    depth = np.array([[1.5, np.nan, np.inf, 70.0, 65.535, -1.0]], np.float32)
-    assert encode_depth(depth, "16UC1").tolist() == [[1500, 0, 0, 0, 65535, 0]]
+    depth = np.array([[1.5, np.nan, np.inf, 70.0, 65.0, -1.0]], np.float32)
+    assert encode_depth(depth, "16UC1").tolist() == [[1500, 0, 0, 0, 65000, 0]]
