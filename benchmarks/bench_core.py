@@ -1,0 +1,138 @@
+"""Per-component latency of syncvp_core on the current device (batch 1, random-init weights of a preset).
+
+    benchmarks/bench_core.py --config tiny [--device auto|cpu|cuda] [--json]
+
+Components: autoencoder encode (2 conditioning frames) and decode (8 frames) per modality, one joint DDIM step
+(both branches + coupling + the two sampler updates), each coupling block as STCA (per plane) and as full
+cross-attention over all tokens (the same block with the split switched off), and one 8-frame RGB-D chunk
+(encode, DDIM sampling, decode) at 10 / 25 / 100 steps. Each number is the median of several timed runs after
+a warm-up run. Goal on a 2-core CPU: the tiny chunk at 25 steps within 1 s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+from syncvp_core.checkpoint import load_model
+from syncvp_core.cli.model_info import measure_step
+from syncvp_core.config import PRESETS
+from syncvp_core.rollout import RolloutPredictor
+from syncvp_core.sampler import guided_eps
+from syncvp_core.stca import STCA
+
+CHUNK_STEPS = (10, 25, 100)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def median_ms(fn, device: torch.device, repeats: int) -> dict:
+    """Median wall and process-CPU time of fn() in milliseconds, after one warm-up call. On a shared CPU the
+    CPU time of a 1-thread run is close to what the wall time would be on an idle machine."""
+    def timed():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return (time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3
+
+    timed()
+    runs = [timed() for _ in range(repeats)]
+    return {"wall_ms": statistics.median(w for w, _ in runs), "cpu_ms": statistics.median(c for _, c in runs)}
+
+
+@torch.inference_mode()
+def run(config: str, device: torch.device, repeats: int) -> dict:
+    model = load_model(f"preset:{config}", device=device)
+    cfg = model.cfg
+    g = torch.Generator(device=device).manual_seed(0)
+    size, tc, tt = cfg.resolution, cfg.cond_frames, cfg.target_frames
+    rgb = torch.rand(1, tc, 3, size, size, device=device, generator=g)
+    depth = torch.rand(1, tc, size, size, device=device, generator=g) * 30 + 2
+    cond_rgb, cond_depth = model.encode_rgb(rgb), model.encode_depth(depth)
+    x = torch.randn(1, cond_rgb.shape[1], cfg.target_shape().tokens, device=device, generator=g)
+    results = {}
+
+    results["encode_rgb_2f"] = median_ms(lambda: model.encode_rgb(rgb), device, repeats)
+    results["encode_depth_2f"] = median_ms(lambda: model.encode_depth(depth), device, repeats)
+    results["decode_rgb_8f"] = median_ms(lambda: model.decode_rgb(x, tt), device, repeats)
+    results["decode_depth_8f"] = median_ms(lambda: model.decode_depth(x, tt), device, repeats)
+
+    predictor = RolloutPredictor(model, steps=100)
+    sampler, t = predictor.sampler, torch.full((1,), 999, device=device)
+
+    def joint_step():
+        eps_rgb, eps_depth = guided_eps(model.net, x, x, t, cond_rgb, cond_depth)
+        noise = torch.randn(x.shape, device=device, generator=g)
+        sampler.step(eps_rgb, 999, x, noise)
+        sampler.step(eps_depth, 999, x, noise)
+
+    results["joint_ddim_step"] = median_ms(joint_step, device, repeats)
+
+    # each distinct (token shape, channels) a coupling block sees in the network
+    for shape, channels in dict.fromkeys(measure_step(model)["levels"]):
+        h_rgb, h_depth = (torch.randn(1, channels, shape.tokens, device=device, generator=g) for _ in range(2))
+        split = STCA(channels, cfg.coupling.heads, cfg.unet.norm_groups).to(device)
+        full = STCA(channels, cfg.coupling.heads, cfg.unet.norm_groups, split_planes=False).to(device)
+        full.load_state_dict(split.state_dict())
+        results[f"coupling_L{shape.tokens}_stca"] = median_ms(lambda: split(h_rgb, h_depth, shape), device, repeats)
+        results[f"coupling_L{shape.tokens}_full"] = median_ms(lambda: full(h_rgb, h_depth, shape), device, repeats)
+
+    for steps in CHUNK_STEPS:
+        predictor = RolloutPredictor(model, steps=steps)
+        results[f"chunk_8f_{steps}_steps"] = median_ms(
+            lambda: predictor.predict(rgb, depth, horizon=tt, generator=g), device, max(1, repeats // 2))
+    return results
+
+
+def main(argv=None) -> int:
+    parser = OneLineParser(prog="bench_core.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="tiny", help=f"preset: {', '.join(PRESETS)} (default tiny)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per component (default 5)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    args = parser.parse_args(argv)
+    if args.config not in PRESETS:
+        parser.error(f"unknown config {args.config!r}: use one of {', '.join(PRESETS)}")
+    if args.device not in ("auto", "cpu", "cuda"):
+        parser.error(f"unknown device {args.device!r}: use auto, cpu or cuda")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda given but no CUDA device is available: use cpu or auto")
+    if args.repeats < 1 or args.threads < 0:
+        parser.error("--repeats must be at least 1 and --threads at least 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+
+    latency = run(args.config, device, args.repeats)
+    report = {"config": args.config, "device": str(device),
+              "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                              else f"{platform.machine()} CPU, {os.cpu_count()} cores"),
+              "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "batch": 1,
+              "load_average_1min": os.getloadavg()[0], "latency": latency}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"syncvp_core latency, config {args.config}, {report['device']} ({report['device_name']}), "
+              f"{report['torch_threads']} torch threads, batch 1, load average {report['load_average_1min']:.1f}")
+        print(f"  {'median of runs':<32}{'wall ms':>10}{'CPU ms':>10}")
+        for name, ms in latency.items():
+            print(f"  {name:<32}{ms['wall_ms']:>10.1f}{ms['cpu_ms']:>10.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Forward diffusion and the joint training loss of SyncVP (method reference §5, §6).
+
+The schedule is LDM "linear": sqrt(beta) linear from sqrt(beta_start) to sqrt(beta_end), squared, 1000 steps,
+so alpha_bar at t=999 is about 1.42e-4. The network predicts the noise (epsilon).
+
+The joint loss noises the RGB and depth target latents at ONE timestep per sample with ONE shared noise tensor
+(the reference's `same_noise`; `shared_noise=False` draws independent noise for the ablation) and sums the two
+epsilon MSEs. Before the call, cross-modality guidance dropout picks per sample which conditioning the network
+sees: both, RGB only or depth only (50/25/25 by default, F6). A dropped modality's conditioning latent is exactly
+zero; its target is untouched, so both targets stay the same temporally aligned window (F4).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# Guidance modes, in the order of `dropout_probs`: which conditioning modalities the network sees.
+GUIDANCE_MODES = ("rgbd", "rgb", "depth")
+
+
+class NoiseSchedule:
+    """alpha_bar_t of the discrete forward process, t = 0 … timesteps-1, kept in float64."""
+
+    def __init__(self, timesteps: int = 1000, beta_start: float = 0.0015, beta_end: float = 0.0195):
+        self.timesteps = timesteps
+        self.betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, timesteps, dtype=torch.float64) ** 2
+        self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)
+
+    @classmethod
+    def from_config(cls, diffusion_cfg) -> "NoiseSchedule":
+        return cls(diffusion_cfg.timesteps, diffusion_cfg.beta_start, diffusion_cfg.beta_end)
+
+    def alpha_bar(self, t: torch.Tensor | int) -> torch.Tensor:
+        """alpha_bar at integer timestep(s) t, float64 on the CPU; t = -1 means "clean" (alpha_bar = 1)."""
+        t = torch.as_tensor(t, dtype=torch.long).cpu()
+        return torch.where(t >= 0, self.alphas_cumprod[t.clamp_min(0)], torch.ones((), dtype=torch.float64))
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise, one t per sample."""
+        a = self.alphas_cumprod.to(x0.device)[t].to(x0.dtype).reshape(-1, *([1] * (x0.dim() - 1)))
+        return a.sqrt() * x0 + (1.0 - a).sqrt() * noise
+
+
+def draw_device(generator: torch.Generator | None, device) -> torch.device:
+    """Where random numbers are drawn: on the generator's own device, so that a CPU generator gives the same
+    draws (and so the same samples) whatever device the model runs on."""
+    return generator.device if generator is not None else torch.device(device)
+
+
+def randn(shape, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal of `like`'s dtype, moved to `like`'s device."""
+    return torch.randn(shape, generator=generator, device=draw_device(generator, like.device),
+                       dtype=like.dtype).to(like.device)
+
+
+def draw_guidance_modes(batch: int, probs=(0.5, 0.25, 0.25), generator: torch.Generator | None = None,
+                        device="cpu") -> torch.Tensor:
+    """Per-sample index into GUIDANCE_MODES, drawn with probabilities `probs` (both, RGB only, depth only)."""
+    p = torch.as_tensor(probs, dtype=torch.float64)
+    if p.shape != (3,) or (p < 0).any() or not torch.isclose(p.sum(), torch.tensor(1.0, dtype=torch.float64)):
+        raise ValueError(f"dropout_probs must be three non-negative numbers summing to 1, got {tuple(probs)}")
+    u = torch.rand(batch, generator=generator, device=draw_device(generator, device), dtype=torch.float64)
+    return torch.bucketize(u, torch.cumsum(p, 0)[:2].to(u.device), right=True).to(device)
+
+
+def drop_conditioning(cond_rgb: torch.Tensor, cond_depth: torch.Tensor, modes: torch.Tensor):
+    """Zero the conditioning latent of the modality each sample's guidance mode leaves out."""
+    keep_rgb = (modes != GUIDANCE_MODES.index("depth")).reshape(-1, *([1] * (cond_rgb.dim() - 1)))
+    keep_depth = (modes != GUIDANCE_MODES.index("rgb")).reshape(-1, *([1] * (cond_depth.dim() - 1)))
+    return cond_rgb * keep_rgb, cond_depth * keep_depth
+
+
+def joint_loss(net, schedule: NoiseSchedule, x_rgb: torch.Tensor, x_depth: torch.Tensor,
+               cond_rgb: torch.Tensor, cond_depth: torch.Tensor, generator: torch.Generator | None = None,
+               shared_noise: bool = True, dropout_probs=(0.5, 0.25, 0.25)):
+    """L_rgb + L_depth for one batch of target latents x_* (B×c×L) and conditioning latents cond_* (B×c×L_cond).
+
+    `net(x_rgb_t, x_depth_t, t, cond_rgb, cond_depth) -> (eps_rgb, eps_depth)`. Returns (loss, parts) where parts
+    holds the detached per-modality losses and the drawn guidance modes.
+    """
+    batch = x_rgb.shape[0]
+    t = torch.randint(0, schedule.timesteps, (batch,), generator=generator,
+                      device=draw_device(generator, x_rgb.device)).to(x_rgb.device)
+    noise_rgb = randn(x_rgb.shape, generator, x_rgb)
+    noise_depth = noise_rgb if shared_noise else randn(x_depth.shape, generator, x_depth)
+    modes = draw_guidance_modes(batch, dropout_probs, generator, x_rgb.device)
+    cond_rgb, cond_depth = drop_conditioning(cond_rgb, cond_depth, modes)
+
+    eps_rgb, eps_depth = net(schedule.q_sample(x_rgb, t, noise_rgb), schedule.q_sample(x_depth, t, noise_depth),
+                             t, cond_rgb, cond_depth)
+    loss_rgb = F.mse_loss(eps_rgb, noise_rgb)
+    loss_depth = F.mse_loss(eps_depth, noise_depth)
+    parts = {"rgb": loss_rgb.detach(), "depth": loss_depth.detach(), "modes": modes}
+    return loss_rgb + loss_depth, parts
