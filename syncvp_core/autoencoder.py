@@ -1,0 +1,166 @@
+"""PVDM triplane autoencoder: a video clip <-> three small latent planes.
+
+Encoder: patch embedding -> TimeSformer (divided time/space attention) -> three projectors, each a
+small Transformer that collapses one axis of the token grid into a learned summary token:
+  collapse T -> xy plane (H'×W'),  collapse H' -> tw plane (T×W'),  collapse W' -> th plane (T×H').
+A 1×1 projection to `embed_dim` channels and tanh give latents in [-1, 1] (no KL/VQ, no scaling).
+
+Decoder: 1×1 projection of each plane back to the token width, broadcast-sum of the three planes to a
+T×H'×W' grid, a second TimeSformer, and a per-frame transposed conv to pixels (sigmoid, to [-1, 1]).
+
+Positions are learned axial embeddings (frame + row + column, added once before each TimeSformer)
+instead of the reference's rotary embeddings: simpler, 0.1 % of the parameters, and a clip shorter
+than the longest served simply uses the first frame embeddings. Each projector reads its own summary
+token (the reference reads token 0, the first real token, by mistake).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import AutoencoderConfig
+from .planes import TriplaneShape
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the tokens of M×N×D."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * heads * head_dim, bias=False)
+        self.out = nn.Linear(heads * head_dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        m, n, _ = x.shape
+        q, k, v = self.qkv(x).view(m, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self.out(y.transpose(1, 2).reshape(m, n, -1))
+
+
+class GEGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.up = nn.Linear(dim, 2 * hidden)
+        self.down = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        value, gate = self.up(x).chunk(2, dim=-1)
+        return self.down(value * F.gelu(gate))
+
+
+class DividedAttentionLayer(nn.Module):
+    """TimeSformer layer on B×T×N×D: attention over time at each patch location, then over the
+    patches of each frame, then a GEGLU MLP; all pre-LN residual."""
+
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__()
+        w = cfg.width
+        self.time_norm, self.time_attn = nn.LayerNorm(w), Attention(w, cfg.heads, cfg.head_dim)
+        self.space_norm, self.space_attn = nn.LayerNorm(w), Attention(w, cfg.heads, cfg.head_dim)
+        self.mlp_norm, self.mlp = nn.LayerNorm(w), GEGLU(w, cfg.ff_mult * w)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, n, d = x.shape
+        h = self.time_norm(x).transpose(1, 2).reshape(b * n, t, d)
+        x = x + self.time_attn(h).view(b, n, t, d).transpose(1, 2)
+        h = self.space_norm(x).reshape(b * t, n, d)
+        x = x + self.space_attn(h).view(b, t, n, d)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class TimeSformer(nn.Module):
+    """Divided space-time Transformer over a B×T×H'×W'×D token grid."""
+
+    def __init__(self, cfg: AutoencoderConfig, max_frames: int, grid: int):
+        super().__init__()
+        self.frame_pos = nn.Parameter(0.02 * torch.randn(max_frames, 1, 1, cfg.width))
+        self.row_pos = nn.Parameter(0.02 * torch.randn(grid, 1, cfg.width))
+        self.col_pos = nn.Parameter(0.02 * torch.randn(grid, cfg.width))
+        self.layers = nn.ModuleList(DividedAttentionLayer(cfg) for _ in range(cfg.layers))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, hh, ww, d = x.shape
+        x = (x + self.frame_pos[:t] + self.row_pos + self.col_pos).reshape(b, t, hh * ww, d)
+        for layer in self.layers:
+            x = layer(x)
+        return x.view(b, t, hh, ww, d)
+
+
+class AxisProjector(nn.Module):
+    """Collapses one axis of the token grid: a pre-LN Transformer over the axis with a learned
+    summary token prepended; the summary token's output is the plane value."""
+
+    def __init__(self, cfg: AutoencoderConfig, length: int):
+        super().__init__()
+        w = cfg.width
+        self.summary = nn.Parameter(0.02 * torch.randn(1, 1, w))
+        self.pos = nn.Parameter(0.02 * torch.randn(1, length + 1, w))
+        self.layers = nn.ModuleList(
+            nn.ModuleList([
+                nn.LayerNorm(w), Attention(w, cfg.projector_heads, cfg.projector_head_dim),
+                nn.LayerNorm(w), nn.Sequential(nn.Linear(w, cfg.projector_mlp), nn.GELU(),
+                                               nn.Linear(cfg.projector_mlp, w)),
+            ])
+            for _ in range(cfg.projector_layers))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """M×n×D (n tokens along the collapsed axis) -> M×D."""
+        x = torch.cat([self.summary.expand(len(x), -1, -1), x], dim=1) + self.pos[:, : x.shape[1] + 1]
+        for attn_norm, attn, mlp_norm, mlp in self.layers:
+            x = x + attn(attn_norm(x))
+            x = x + mlp(mlp_norm(x))
+        return x[:, 0]
+
+
+class TriplaneAutoencoder(nn.Module):
+    def __init__(self, cfg: AutoencoderConfig, channels: int, resolution: int, frames: Sequence[int]):
+        super().__init__()
+        if resolution % cfg.patch:
+            raise ValueError(f"resolution {resolution} is not a multiple of patch {cfg.patch}")
+        self.cfg, self.channels, self.resolution = cfg, channels, resolution
+        self.frames = tuple(sorted(set(frames)))  # clip lengths this autoencoder serves
+        self.grid = resolution // cfg.patch
+        w, p, longest = cfg.width, cfg.patch, max(self.frames)
+
+        self.patch_embed = nn.Linear(channels * p * p, w)
+        self.encoder = TimeSformer(cfg, longest, self.grid)
+        self.collapse_t = AxisProjector(cfg, longest)  # -> xy
+        self.collapse_h = AxisProjector(cfg, self.grid)  # -> tw
+        self.collapse_w = AxisProjector(cfg, self.grid)  # -> th
+        self.to_latent = nn.ModuleList(nn.Linear(w, cfg.embed_dim) for _ in range(3))  # xy, tw, th
+        self.from_latent = nn.ModuleList(nn.Linear(cfg.embed_dim, w) for _ in range(3))
+        self.decoder = TimeSformer(cfg, longest, self.grid)
+        self.to_pixels = nn.ConvTranspose2d(w, channels, kernel_size=p, stride=p)
+
+    def plane_shape(self, frames: int) -> TriplaneShape:
+        if frames not in self.frames:
+            raise ValueError(f"this autoencoder serves {self.frames} frames, not {frames}")
+        return TriplaneShape(frames, self.grid, self.grid)
+
+    def encode(self, video: Tensor) -> Tensor:
+        """B×C×T×H×W in [-1, 1] -> B×embed_dim×L latent in [-1, 1]."""
+        b, c, t, _, _ = video.shape
+        shape, g, p = self.plane_shape(t), self.grid, self.cfg.patch
+        patches = video.reshape(b, c, t, g, p, g, p).permute(0, 2, 3, 5, 4, 6, 1).reshape(b, t, g, g, p * p * c)
+        h = self.encoder(self.patch_embed(patches))  # B×T×H'×W'×D
+        d = h.shape[-1]
+        xy = self.collapse_t(h.permute(0, 2, 3, 1, 4).reshape(b * g * g, t, d)).view(b, g, g, d)
+        tw = self.collapse_h(h.transpose(2, 3).reshape(b * t * g, g, d)).view(b, t, g, d)
+        th = self.collapse_w(h.reshape(b * t * g, g, d)).view(b, t, g, d)
+        planes = [torch.tanh(proj(x)).permute(0, 3, 1, 2) for proj, x in zip(self.to_latent, (xy, tw, th))]
+        return shape.join(*planes)
+
+    def decode(self, latent: Tensor, frames: int) -> Tensor:
+        """B×embed_dim×L latent -> B×C×T×H×W in [-1, 1]."""
+        shape = self.plane_shape(frames)
+        xy, tw, th = (proj(x.permute(0, 2, 3, 1)) for proj, x in zip(self.from_latent, shape.split(latent)))
+        # broadcast-sum to B×T×H'×W'×D: xy repeats over t, tw over rows, th over columns
+        h = self.decoder(xy[:, None] + tw[:, :, None] + th[:, :, :, None])
+        b, t, g, _, d = h.shape
+        pixels = self.to_pixels(h.reshape(b * t, g, g, d).permute(0, 3, 1, 2))
+        video = 2 * torch.sigmoid(pixels) - 1
+        return video.view(b, t, self.channels, self.resolution, self.resolution).transpose(1, 2)

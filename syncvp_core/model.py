@@ -1,0 +1,114 @@
+"""SyncVP: two branch UNets coupled by STCA (`SyncVPNet`), plus the autoencoders (`SyncVP`)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .autoencoder import TriplaneAutoencoder
+from .config import SyncVPConfig
+from .depth import depth_to_model, model_to_depth
+from .stca import make_coupling
+from .unet import BranchUNet
+
+
+class SyncVPNet(nn.Module):
+    """Joint noise predictor: the RGB and depth branches run stage by stage in lockstep, and after each
+    coupling slot the coupling block exchanges information between them."""
+
+    def __init__(self, cfg: SyncVPConfig):
+        super().__init__()
+        c, target, cond = cfg.autoencoder.embed_dim, cfg.target_shape(), cfg.cond_shape()
+        kind = cfg.coupling.kind
+        if kind == "single_network":  # ablation: one UNet on channel-concatenated RGB and depth latents
+            self.joint_branch = BranchUNet(cfg.unet, 2 * c, target, cond)
+            self.rgb_branch = self.depth_branch = None
+            self.slots = []
+        else:
+            self.joint_branch = None
+            self.rgb_branch = BranchUNet(cfg.unet, c, target, cond)
+            self.depth_branch = BranchUNet(cfg.unet, c, target, cond)
+            self.slots = [] if kind == "none" else self.rgb_branch.coupling_slots(cfg.coupling.slots)
+        self.couplings = nn.ModuleList(  # one block per slot, as wide as the stage it follows
+            make_coupling(kind, self.rgb_branch.stages[i].out_channels, cfg.coupling.heads, cfg.unet.norm_groups)
+            for i in self.slots)
+
+    def forward(self, x_rgb: Tensor, x_depth: Tensor, t: Tensor, cond_rgb: Tensor,
+                cond_depth: Tensor) -> tuple[Tensor, Tensor]:
+        """x_*: B×c×L noisy target latents, t: B timesteps, cond_*: B×c×L_cond conditioning latents
+        (all zero = modality dropped) -> (eps_rgb, eps_depth), each B×c×L."""
+        if self.joint_branch is not None:
+            eps = self.joint_branch(torch.cat([x_rgb, x_depth], 1), t, torch.cat([cond_rgb, cond_depth], 1))
+            return eps.chunk(2, dim=1)
+        rgb, depth = self.rgb_branch, self.depth_branch
+        emb_rgb, emb_depth = rgb.embed_time(t), depth.embed_time(t)
+        h_rgb, h_depth = rgb.stem(x_rgb, cond_rgb), depth.stem(x_depth, cond_depth)
+        shape, skips_rgb, skips_depth = rgb.target_shape, [h_rgb], [h_depth]
+        coupling_at = dict(zip(self.slots, self.couplings))
+        for i in range(len(rgb.stages)):
+            h_rgb, _ = rgb.run_stage(i, h_rgb, shape, emb_rgb, skips_rgb)
+            h_depth, shape = depth.run_stage(i, h_depth, shape, emb_depth, skips_depth)
+            if i in coupling_at:  # coupling point: the branches exchange information here
+                h_rgb, h_depth = coupling_at[i](h_rgb, h_depth, shape)
+        return rgb.head(h_rgb, shape), depth.head(h_depth, shape)
+
+
+class SyncVP(nn.Module):
+    """Everything a checkpoint holds: the joint net and one autoencoder per modality (and per clip
+    length unless `cfg.shared_autoencoder`)."""
+
+    def __init__(self, cfg: SyncVPConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.net = SyncVPNet(cfg)
+
+        def autoencoder(channels, frames):
+            return TriplaneAutoencoder(cfg.autoencoder, channels, cfg.resolution, frames)
+
+        if cfg.shared_autoencoder:
+            both = (cfg.cond_frames, cfg.target_frames)
+            self.autoencoders = nn.ModuleDict({"rgb": autoencoder(3, both), "depth": autoencoder(1, both)})
+        else:
+            self.autoencoders = nn.ModuleDict({
+                "rgb": autoencoder(3, (cfg.target_frames,)), "depth": autoencoder(1, (cfg.target_frames,)),
+                "rgb_cond": autoencoder(3, (cfg.cond_frames,)), "depth_cond": autoencoder(1, (cfg.cond_frames,)),
+            })
+
+    def _autoencoder(self, modality: str, frames: int) -> TriplaneAutoencoder:
+        key = f"{modality}_cond" if frames == self.cfg.cond_frames and not self.cfg.shared_autoencoder else modality
+        return self.autoencoders[key]
+
+    def encode_rgb(self, rgb01: Tensor) -> Tensor:
+        """B×T×3×H×W in [0, 1] -> B×c×L latent."""
+        return self._autoencoder("rgb", rgb01.shape[1]).encode(rgb01.transpose(1, 2) * 2 - 1)
+
+    def encode_depth(self, depth_m: Tensor) -> Tensor:
+        """B×T×H×W metres (NaN/inf/<=0 invalid, encoded as far) -> B×c×L latent."""
+        x, _ = depth_to_model(depth_m, self.cfg.depth_near, self.cfg.depth_far)
+        return self._autoencoder("depth", depth_m.shape[1]).encode(x.unsqueeze(1))
+
+    def decode_rgb(self, latent: Tensor, frames: int) -> Tensor:
+        """-> B×T×3×H×W in [0, 1]."""
+        return (self._autoencoder("rgb", frames).decode(latent, frames).transpose(1, 2) + 1) / 2
+
+    def decode_depth(self, latent: Tensor, frames: int) -> Tensor:
+        """-> B×T×H×W metres in [near, far]."""
+        x = self._autoencoder("depth", frames).decode(latent, frames)[:, 0]
+        return model_to_depth(x, self.cfg.depth_near, self.cfg.depth_far)
+
+
+def count_parameters(model: SyncVP) -> dict:
+    """Parameter counts by part; the parts add up to `total`."""
+    def n(module):
+        return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+    aes, net = model.autoencoders, model.net
+    counts = {
+        "autoencoder_rgb": n(aes["rgb"]),
+        "autoencoder_depth": n(aes["depth"]),
+        "autoencoder_cond": sum(n(aes[k]) for k in ("rgb_cond", "depth_cond") if k in aes),
+        "unet_rgb": n(net.rgb_branch if net.joint_branch is None else net.joint_branch),
+        "unet_depth": n(net.depth_branch),
+        "stca": n(net.couplings),
+    }
+    counts["total"] = n(model)
+    return counts
