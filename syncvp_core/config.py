@@ -60,7 +60,8 @@ class DiffusionConfig:
     timesteps: int = 1000
     beta_start: float = 0.0015  # LDM "linear": sqrt(beta) linear between these, then squared
     beta_end: float = 0.0195
-    shared_noise: bool = True  # one epsilon (and one t) for both modalities
+    shared_noise: bool = True  # one epsilon for both modalities (False: independent, an ablation)
+    shared_timestep: bool = True  # one t per sample for both modalities (False: independent, an ablation)
     dropout_probs: tuple[float, float, float] = (0.5, 0.25, 0.25)  # both / rgb-only / depth-only conditioned
     sampling_steps: int = 100  # DDIM steps at inference
     eta: float = 1.0  # DDIM stochasticity (reference default)

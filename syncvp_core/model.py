@@ -33,14 +33,19 @@ class SyncVPNet(nn.Module):
             for i in self.slots)
 
     def forward(self, x_rgb: Tensor, x_depth: Tensor, t: Tensor, cond_rgb: Tensor,
-                cond_depth: Tensor) -> tuple[Tensor, Tensor]:
+                cond_depth: Tensor, t_depth: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x_*: B×c×L noisy target latents, t: B timesteps, cond_*: B×c×L_cond conditioning latents
-        (all zero = modality dropped) -> (eps_rgb, eps_depth), each B×c×L."""
+        (all zero = modality dropped) -> (eps_rgb, eps_depth), each B×c×L.
+
+        `t_depth` gives the depth branch its own timesteps (the independent-timestep ablation); by default
+        both branches share `t`, as SyncVP trains and samples."""
         if self.joint_branch is not None:
+            if t_depth is not None and not torch.equal(t_depth, t):
+                raise ValueError("the single-network coupling has one time embedding: timesteps must be shared")
             eps = self.joint_branch(torch.cat([x_rgb, x_depth], 1), t, torch.cat([cond_rgb, cond_depth], 1))
             return eps.chunk(2, dim=1)
         rgb, depth = self.rgb_branch, self.depth_branch
-        emb_rgb, emb_depth = rgb.embed_time(t), depth.embed_time(t)
+        emb_rgb, emb_depth = rgb.embed_time(t), depth.embed_time(t if t_depth is None else t_depth)
         h_rgb, h_depth = rgb.stem(x_rgb, cond_rgb), depth.stem(x_depth, cond_depth)
         shape, skips_rgb, skips_depth = rgb.target_shape, [h_rgb], [h_depth]
         coupling_at = dict(zip(self.slots, self.couplings))

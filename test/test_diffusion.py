@@ -9,8 +9,9 @@ SHAPE = (64, 4, 24)  # B×c×L target latents
 class SpyNet:
     """Records what the loss feeds the network and predicts zero noise."""
 
-    def __call__(self, x_rgb, x_depth, t, cond_rgb, cond_depth):
+    def __call__(self, x_rgb, x_depth, t, cond_rgb, cond_depth, t_depth):
         self.inputs = (x_rgb, x_depth, t, cond_rgb, cond_depth)
+        self.t_depth = t_depth
         return torch.zeros_like(x_rgb), torch.zeros_like(x_depth)
 
 
@@ -19,13 +20,14 @@ def implied_noise(schedule, x_t, x0, t):
     return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
 
-def run_spy_loss(shared_noise, seed=0):
+def run_spy_loss(shared_noise, seed=0, shared_timestep=True):
     g = torch.Generator().manual_seed(seed)
     x_rgb, x_depth = torch.rand(SHAPE, generator=g) * 2 - 1, torch.rand(SHAPE, generator=g) * 2 - 1
     cond_rgb, cond_depth = torch.rand(64, 4, 12, generator=g) + 0.5, torch.rand(64, 4, 12, generator=g) + 0.5
     net, schedule = SpyNet(), NoiseSchedule()
     loss, parts = joint_loss(net, schedule, x_rgb, x_depth, cond_rgb, cond_depth, generator=g,
-                             shared_noise=shared_noise)
+                             shared_noise=shared_noise, shared_timestep=shared_timestep)
+    parts["net_t_depth"] = net.t_depth
     return schedule, net.inputs, (x_rgb, x_depth, cond_rgb, cond_depth), loss, parts
 
 
@@ -86,3 +88,15 @@ def test_dropout_frequencies(probs):
 def test_dropout_probs_are_validated():
     with pytest.raises(ValueError, match="summing to 1"):
         draw_guidance_modes(4, (0.5, 0.5, 0.5))
+
+
+def test_independent_timestep_ablation_noises_depth_at_its_own_t():
+    schedule, (xt_rgb, xt_depth, t, _, _), (x_rgb, x_depth, _, _), _, parts = run_spy_loss(True, shared_timestep=False)
+    t_depth = parts["net_t_depth"]
+    assert torch.equal(parts["t_depth"], t_depth) and (t_depth != t).float().mean() > 0.9
+    # with shared noise but separate timesteps, each target is noised at its own t with the same epsilon
+    eps_rgb = implied_noise(schedule, xt_rgb, x_rgb, t)
+    eps_depth = implied_noise(schedule, xt_depth, x_depth, t_depth)
+    assert torch.allclose(eps_rgb, eps_depth, atol=1e-3)
+    _, (_, _, t_shared, _, _), _, _, shared = run_spy_loss(True)
+    assert torch.equal(shared["net_t_depth"], t_shared)

@@ -56,6 +56,22 @@ def test_fresh_coupling_equals_the_two_branches_exactly():
     assert not torch.allclose(coupled_rgb, changed_depth)
 
 
+def test_independent_depth_timestep_reaches_only_the_depth_branch():
+    cfg = micro_config()
+    net = SyncVPNet(cfg).eval()
+    randomise_branches(net)
+    x_rgb, x_depth, t, cond_rgb, cond_depth = net_inputs(cfg)
+    t_depth = torch.tensor([300, 20])
+    with torch.no_grad():
+        eps_rgb, eps_depth = net(x_rgb, x_depth, t, cond_rgb, cond_depth, t_depth)
+        assert torch.equal(eps_rgb, net.rgb_branch(x_rgb, t, cond_rgb))
+        assert torch.equal(eps_depth, net.depth_branch(x_depth, t_depth, cond_depth))
+        assert not torch.equal(eps_depth, net.depth_branch(x_depth, t, cond_depth))
+    single = SyncVPNet(micro_config("single_network"))
+    with pytest.raises(ValueError, match="timesteps must be shared"):
+        single(x_rgb, x_depth, t, cond_rgb, cond_depth, t_depth)
+
+
 def test_stca_sits_at_the_four_deepest_slots():
     net = SyncVPNet(micro_config())
     assert len(net.couplings) == 4 and all(isinstance(c, STCA) for c in net.couplings)
