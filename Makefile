@@ -12,6 +12,9 @@ BUILD := $(CURDIR)/build
 # DDS hygiene: discovery stays on this machine; ROS logs stay in the build folder.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_LOG_DIR := $(BUILD)/ros_log
+# Idle OpenMP threads sleep instead of spinning: on 2 cores the DDS threads, the node's worker and test
+# processes share the CPU with torch, and spinning threads slow everything several-fold.
+export OMP_WAIT_POLICY := PASSIVE
 # rosidl's generated Python lands next to our own modules (see CMakeLists.txt and docs/ros2-setup.md).
 GEN_PY := $(BUILD)/interfaces_py/syncvp_ros
 

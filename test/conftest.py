@@ -8,6 +8,8 @@ os.environ.setdefault("ROS_LOG_DIR", str(pathlib.Path(__file__).resolve().parent
 # A per-run domain so parallel runs (and other sessions' nodes) cannot see each other.
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.setdefault("TMPDIR", tempfile.gettempdir())
+# Before torch loads: idle OpenMP threads sleep instead of spinning (children inherit it), see Makefile.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
