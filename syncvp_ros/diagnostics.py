@@ -18,7 +18,9 @@ OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.E
 
 
 class RateMeter:
-    """Arrival rate over the last `window_ns` of a clock (the node clock: sim time replays at its own rate)."""
+    """Message rate over the last `window_ns`, from the messages' header stamps: the sensor's own rate, which
+    executor and /clock delivery jitter on a loaded machine do not distort (stamps are on the node clock's
+    time scale, as staleness already assumes)."""
 
     def __init__(self, window_ns: int = 5_000_000_000, max_events: int = 200):
         self._times: deque[int] = deque(maxlen=max_events)
@@ -69,7 +71,7 @@ class InputStats:
 
 
 class InputMonitor:
-    """Accepted / rejected counts and arrival rate of one modality (executor thread only)."""
+    """Accepted / rejected counts and message rate of one modality (executor thread only)."""
 
     def __init__(self, modality: str):
         self.modality = modality
@@ -79,9 +81,9 @@ class InputMonitor:
         self._since_last = 0
         self._last_reason = ""
 
-    def accept(self, now_ns: int) -> None:
+    def accept(self, stamp_ns: int) -> None:
         self.accepted += 1
-        self.rate.tick(now_ns)
+        self.rate.tick(stamp_ns)
 
     def reject(self, kind: str, reason: str) -> None:
         self.rejected[kind] += 1

@@ -150,12 +150,13 @@ class PredictorNode(Node):
         try:
             data = (rgb_from_image(msg) if modality == RGB else
                     depth_from_image(msg, p.depth_uint16_scale, p.depth_min, p.depth_max))
-            self.buffer.push(modality, Frame(stamp_ns(msg.header.stamp), msg.header.frame_id, data), now)
+            stamp = stamp_ns(msg.header.stamp)
+            self.buffer.push(modality, Frame(stamp, msg.header.frame_id, data), now)
         except (BadImage, Rejected) as e:
             self.monitors[modality].reject(e.kind, str(e))
             self._log_throttled((modality, e.kind), f"rejected {modality} message ({e.kind}): {e}")
             return
-        self.monitors[modality].accept(now)
+        self.monitors[modality].accept(stamp)
         rgb, depth = self.buffer.newest(RGB), self.buffer.newest(DEPTH)
         if rgb and depth and rgb.frame_id != depth.frame_id:
             self.get_logger().warning(f"RGB frame_id {rgb.frame_id!r} != depth frame_id {depth.frame_id!r}: "
