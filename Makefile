@@ -1,6 +1,6 @@
 # syncvp_ros — set-up and the project's commands. Every target installs what it needs (idempotent).
 #   make test   set everything up in .venv and run all tests
-#   make demo   (added with the demo) set everything up and run the end-to-end demo
+#   make demo   set everything up and run the end-to-end demo (synthetic bag -> live node -> report)
 SHELL := /bin/bash
 .DELETE_ON_ERROR:
 PYTHON ?= python3
@@ -18,8 +18,9 @@ export OMP_WAIT_POLICY := PASSIVE
 # rosidl's generated Python lands next to our own modules (see CMakeLists.txt and docs/ros2-setup.md).
 GEN_PY := $(BUILD)/interfaces_py/syncvp_ros
 
-.PHONY: setup test interfaces clean help
+.PHONY: setup test demo interfaces clean help
 help:
+	@echo "make demo   - set up .venv and run the end-to-end demo into demo_out/ (DEMO_ARGS for options)"
 	@echo "make test   - set up .venv (torch CPU, ROS 2 Jazzy wheels, interfaces) and run all tests"
 	@echo "make setup  - only the set-up"
 
@@ -60,5 +61,10 @@ test: setup
 	mkdir -p $(ROS_LOG_DIR)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+demo: setup
+	mkdir -p $(ROS_LOG_DIR)
+	rm -rf demo_out
+	$(PY) -m syncvp_ros.demo --out demo_out $(DEMO_ARGS)
+
 clean:
-	rm -rf $(BUILD) syncvp_ros/msg syncvp_ros/*.so *.egg-info
+	rm -rf $(BUILD) demo_out syncvp_ros/msg syncvp_ros/*.so *.egg-info
