@@ -25,3 +25,13 @@ def ros_env():
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Model-heavy modules run torch on one thread: on 2 shared cores a second OpenMP thread mostly waits for a
+    busy core and makes small models slower, not faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -6,8 +6,6 @@ staleness on exactly the time line the test controls, and a backward clock jump 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -19,6 +17,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 
 from syncvp_ros.image_conversion import array_to_image
+from syncvp_ros.processes import ChildProcess
 
 VENV_BIN = os.path.dirname(sys.executable)
 NS = 1_000_000_000
@@ -43,21 +42,18 @@ def wait_until(predicate, timeout: float, poll: float = 0.02, what: str = "condi
     raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
 
 
-class NodeProcess:
-    """`syncvp-predictor --ros-args ...` as a child; stopped with SIGINT, then SIGKILL after a timeout."""
+class NodeProcess(ChildProcess):
+    """`syncvp-predictor --ros-args ...` as a child (output kept and logged); stopped with SIGINT, then SIGKILL."""
 
     def __init__(self, ros_args: list[str], env: dict, log_path):
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([os.path.join(VENV_BIN, "syncvp-predictor"), "--ros-args", *ros_args],
-                                     env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        super().__init__("syncvp_predictor", [os.path.join(VENV_BIN, "syncvp-predictor"), "--ros-args", *ros_args],
+                         env=env, log=log_path)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def log(self) -> str:
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
+        return self.tail(n=len(self.lines))
 
     def rss_mb(self) -> float:
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -65,17 +61,6 @@ class NodeProcess:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024.0
         raise RuntimeError("no VmRSS")
-
-    def stop(self, timeout: float = 10.0) -> int:
-        if self.alive():
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
 
 
 def synthetic_rgb(tick: int, height: int, width: int) -> np.ndarray:

@@ -5,14 +5,7 @@ from syncvp_core.checkpoint import load_model
 from syncvp_core.rollout import RolloutPredictor
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # The 2 cores are shared with other processes: a second OpenMP thread spin-waits for a busy core
-    # and makes these steps several times slower, not faster.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
