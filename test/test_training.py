@@ -38,13 +38,7 @@ def micro_setup(root: Path) -> tuple[str, str]:
     return f"synthetic:{root / 'data'}", str(root / "micro.safetensors")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two OpenMP threads on a busy 2-core machine spin against each other (measured 30× slower here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +134,11 @@ def test_joint_switches_reach_the_model_config(chain, setup):
     _, data, _ = setup
     init = [str(chain["diff_rgb"] / MODEL_FILE), str(chain["diff_depth"] / MODEL_FILE)]
     ablation, _ = initial_model(TrainConfig(stage="joint", data=data, init=init, shared_noise=False,
-                                            modality_dropout=False), say=lambda _: None)
-    assert ablation.cfg.diffusion.shared_noise is False and ablation.cfg.diffusion.dropout_probs == (1.0, 0.0, 0.0)
-    joint = load_checkpoint(chain["joint"] / MODEL_FILE).model.cfg.diffusion  # the defaults: both on
-    assert joint.shared_noise is True and joint.dropout_probs == (0.5, 0.25, 0.25)
+                                            shared_timestep=False, modality_dropout=False), say=lambda _: None)
+    off = ablation.cfg.diffusion
+    assert not off.shared_noise and not off.shared_timestep and off.dropout_probs == (1.0, 0.0, 0.0)
+    on = load_checkpoint(chain["joint"] / MODEL_FILE).model.cfg.diffusion  # the defaults
+    assert on.shared_noise and on.shared_timestep and on.dropout_probs == (0.5, 0.25, 0.25)
 
 
 def test_resume_continues_exactly(setup, chain):

@@ -14,15 +14,10 @@ from test_training import micro_setup
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
-def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
+def test_torchrun_two_processes_end_with_identical_weights(tmp_path, one_torch_thread):
     data, micro = micro_setup(tmp_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train(TrainConfig(stage="autoencoder", data=data, init=[micro], out=str(tmp_path / "ae"), max_steps=1,
-                          batch_size=2, val_batches=1, lpips_weight=0), say=lambda _: None)
-    finally:
-        torch.set_num_threads(threads)
+    train(TrainConfig(stage="autoencoder", data=data, init=[micro], out=str(tmp_path / "ae"), max_steps=1,
+                      batch_size=2, val_batches=1, lpips_weight=0), say=lambda _: None)
     out = tmp_path / "ddp"
     command = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "syncvp_core.cli.train", "diffusion",
                "--data", data, "--init", str(tmp_path / "ae" / MODEL_FILE), "--out", str(out), "--max-steps", "3",

@@ -1,0 +1,143 @@
+"""syncvp-train: train SyncVP in the paper's three stages (one subcommand each; docs/training.md).
+
+  syncvp-train autoencoder --modality rgb   --data synthetic:DIR --out build/train/ae_rgb
+  syncvp-train diffusion   --modality rgb   --data synthetic:DIR --init build/train/ae_rgb/model.safetensors ...
+  syncvp-train joint --data synthetic:DIR --init build/train/diff_rgb/model.safetensors \\
+                                                 build/train/diff_depth/model.safetensors
+Settings come from the TrainConfig defaults, then --config YAML, then flags. Multi-GPU or multi-node:
+  torchrun --nproc_per_node N $(which syncvp-train) joint ...
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from syncvp_core.checkpoint import CheckpointError
+from syncvp_core.data.clips import DataError
+from syncvp_core.cli.model_info import OneLineParser
+from syncvp_core.training import STAGES, TrainConfig, TrainingError, export_model, saved_config, train
+
+STAGE_HELP = {
+    "autoencoder": "stage 1: the triplane autoencoder of one modality (L1 + LPIPS)",
+    "diffusion": "stage 2: the single-modality latent diffusion branch of one modality",
+    "joint": "stage 3: both branches + STCA from the stage-2 files (shared noise, modality dropout)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="syncvp-train", description=__doc__.splitlines()[0],
+                           epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for stage in STAGES:
+        sub = stages.add_parser(stage, help=STAGE_HELP[stage], description=STAGE_HELP[stage],
+                                argument_default=argparse.SUPPRESS)  # only given flags override the YAML
+        sub.add_argument("--config", metavar="YAML", help="settings file (see config/train/); flags override it")
+        sub.add_argument("--resume", action="store_true",
+                         help="continue the run in --out from its last checkpoint (its saved settings, "
+                              "overridden by the flags given, e.g. a longer --max-steps)")
+        sub.add_argument("--json", action="store_true", help="print the run summary as JSON")
+        for f in dataclasses.fields(TrainConfig):
+            if stage in f.metadata["stages"]:
+                _add_option(sub, f)
+    export = stages.add_parser("export", help="copy a checkpoint with its weights in float16 (to ship it)",
+                               description="copy a checkpoint with its weights stored in a smaller float type")
+    export.add_argument("checkpoint", help="model.safetensors of a run")
+    export.add_argument("target", help="file to write, e.g. syncvp_core/weights/tiny.safetensors")
+    export.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), default="float16",
+                        help="stored weight type (default: float16)")
+    export.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    kwargs = dict(f.metadata["argparse"])
+    if isinstance(default, bool):
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif "type" not in kwargs and "nargs" not in kwargs:
+        kwargs["type"] = type(default)
+    parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name,
+                        help=f"{f.metadata['help']} (default: {_shown(default)})", **kwargs)
+
+
+def _shown(default) -> str:
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, (list, tuple)):
+        return " ".join(map(str, default)) or "none"
+    return "none" if default is None else str(default)
+
+
+def read_yaml(path: str, stage: str) -> dict:
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as e:
+        raise TrainingError(f"cannot read --config {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise TrainingError(f"--config {path} is not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(values, dict):
+        raise TrainingError(f"--config {path} must be a mapping of settings")
+    values = {str(k).replace("-", "_"): v for k, v in values.items()}
+    if values.setdefault("stage", stage) != stage:
+        raise TrainingError(f"--config {path} is for stage {values['stage']!r}, not {stage!r}")
+    return values
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
+    """(TrainConfig, resume) from the subcommand's arguments."""
+    given = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "json")}
+    values = {**(read_yaml(args.config, args.stage) if "config" in args else {}), **given}
+    resume = getattr(args, "resume", False)
+    if resume:
+        out = values.get("out", TrainConfig.__dataclass_fields__["out"].default)
+        saved = dataclasses.asdict(saved_config(out))
+        if saved["stage"] != args.stage:
+            raise TrainingError(f"{out} holds a {saved['stage']} run, not {args.stage}")
+        values = {**saved, **values}
+    return TrainConfig.from_dict(values), resume
+
+
+def print_summary(s: dict) -> None:
+    what = s["stage"] if s["modality"] is None else f"{s['stage']} {s['modality']}"
+    print(f"{what}: step {s['step']} ({s['steps_this_run']} this run) in {s['seconds']:.1f} s, "
+          f"{s['it_per_s']:.2f} it/s on {s['processes']} process(es), stopped by {s['stopped_by']}")
+    val = "  ".join(f"{k} {v:.4f}" for k, v in s["val"].items() if isinstance(v, float))
+    if s["train"]:
+        print(f"  last train loss {s['train']['loss']:.4f}; validation (EMA): {val}")
+    print(f"  checkpoint {s['checkpoint']}")
+    print(f"  samples    {s['val']['samples']}")
+
+
+def export(args: argparse.Namespace) -> int:
+    path = export_model(args.checkpoint, args.target, getattr(torch, args.dtype))
+    result = {"path": str(path), "bytes": path.stat().st_size, "dtype": args.dtype}
+    print(json.dumps(result) if args.json else f"wrote {path} ({result['bytes'] / 2**20:.1f} MiB, {args.dtype})")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.stage == "export":
+            return export(args)
+        cfg, resume = resolve_config(args)
+        summary = train(cfg, resume)
+    except (TrainingError, CheckpointError, DataError) as e:  # DataError: a clip file broken mid-run
+        parser.exit(2, f"syncvp-train {args.stage}: {e}\n")
+    if summary:  # rank 0
+        if getattr(args, "json", False):
+            print(json.dumps(summary))
+        else:
+            print_summary(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
