@@ -129,7 +129,7 @@ PRESETS: dict[str, SyncVPConfig] = {
                                       embed_dim=8, projector_layers=1, projector_heads=4,
                                       projector_head_dim=24, projector_mlp=192),
         unet=UNetConfig(model_channels=40, channel_mult=(1, 2), num_res_blocks=1,
-                        attention_levels=(1,), heads=2, norm_groups=8),
+                        attention_levels=(1,), heads=4, norm_groups=8),
         coupling=CouplingConfig(kind="stca", slots="deep", heads=4),
         diffusion=DiffusionConfig(sampling_steps=25),
     ),

@@ -76,7 +76,7 @@ def test_config_file_names_only_known_parameters_with_valid_values_of_the_right_
         if SPEC[name].range:
             assert SPEC[name].range[0] <= value <= SPEC[name].range[1], name
     assert validate({**DEFAULTS, **values}) == []
-    assert values["checkpoint"] == "preset:tiny"  # until the bundled model ships (see the comment there)
+    assert values["checkpoint"] == "bundled"
 
 
 def test_docs_table_lists_every_parameter():
