@@ -78,26 +78,27 @@ class SyncVP(nn.Module):
                 "rgb_cond": autoencoder(3, (cfg.cond_frames,)), "depth_cond": autoencoder(1, (cfg.cond_frames,)),
             })
 
-    def _autoencoder(self, modality: str, frames: int) -> TriplaneAutoencoder:
+    def autoencoder_for(self, modality: str, frames: int) -> TriplaneAutoencoder:
+        """The autoencoder that encodes and decodes `frames`-frame clips of `modality`."""
         key = f"{modality}_cond" if frames == self.cfg.cond_frames and not self.cfg.shared_autoencoder else modality
         return self.autoencoders[key]
 
     def encode_rgb(self, rgb01: Tensor) -> Tensor:
         """B×T×3×H×W in [0, 1] -> B×c×L latent."""
-        return self._autoencoder("rgb", rgb01.shape[1]).encode(rgb01.transpose(1, 2) * 2 - 1)
+        return self.autoencoder_for("rgb", rgb01.shape[1]).encode(rgb01.transpose(1, 2) * 2 - 1)
 
     def encode_depth(self, depth_m: Tensor) -> Tensor:
         """B×T×H×W metres (NaN/inf/<=0 invalid, encoded as far) -> B×c×L latent."""
         x, _ = depth_to_model(depth_m, self.cfg.depth_near, self.cfg.depth_far)
-        return self._autoencoder("depth", depth_m.shape[1]).encode(x.unsqueeze(1))
+        return self.autoencoder_for("depth", depth_m.shape[1]).encode(x.unsqueeze(1))
 
     def decode_rgb(self, latent: Tensor, frames: int) -> Tensor:
         """-> B×T×3×H×W in [0, 1]."""
-        return (self._autoencoder("rgb", frames).decode(latent, frames).transpose(1, 2) + 1) / 2
+        return (self.autoencoder_for("rgb", frames).decode(latent, frames).transpose(1, 2) + 1) / 2
 
     def decode_depth(self, latent: Tensor, frames: int) -> Tensor:
         """-> B×T×H×W metres in [near, far]."""
-        x = self._autoencoder("depth", frames).decode(latent, frames)[:, 0]
+        x = self.autoencoder_for("depth", frames).decode(latent, frames)[:, 0]
         return model_to_depth(x, self.cfg.depth_near, self.cfg.depth_far)
 
 

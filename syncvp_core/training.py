@@ -193,7 +193,7 @@ def truth_and_prediction(model: SyncVP, batch: dict, modality: str, latent: torc
     followed by the decoded target latent."""
     cfg = model.cfg
     real, _ = model_space_video(batch, modality, slice(0, cfg.cond_frames + cfg.target_frames), cfg)
-    decoded = model._autoencoder(modality, cfg.target_frames).decode(latent, cfg.target_frames)
+    decoded = model.autoencoder_for(modality, cfg.target_frames).decode(latent, cfg.target_frames)
     return real, torch.cat([real[:, :, :cfg.cond_frames], decoded], dim=2)
 
 
@@ -223,7 +223,7 @@ class AutoencoderObjective(nn.Module):
 
     def reconstruct(self, batch: dict, frames: int):
         x, valid = model_space_video(batch, self.modality, self.windows(frames), self.model.cfg)
-        autoencoder = self.model._autoencoder(self.modality, frames)
+        autoencoder = self.model.autoencoder_for(self.modality, frames)
         return x, valid, autoencoder.decode(autoencoder.encode(x), frames)
 
     def forward(self, batch: dict, generator: torch.Generator):
@@ -317,7 +317,7 @@ class JointObjective(nn.Module):
 def autoencoder_prefixes(model: SyncVP, modality: str, frames) -> list[str]:
     """State-dict prefixes of the autoencoder(s) that encode `modality` clips of these lengths."""
     key = {id(ae): k for k, ae in model.autoencoders.items()}
-    return sorted({f"autoencoders.{key[id(model._autoencoder(modality, f))]}" for f in frames})
+    return sorted({f"autoencoders.{key[id(model.autoencoder_for(modality, f))]}" for f in frames})
 
 
 def trained_prefixes(cfg: TrainConfig, model: SyncVP) -> list[str]:

@@ -8,15 +8,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from syncvp_core.cli import OneLineParser
+
 PROG = "syncvp-bag"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Bad arguments exit 2 with one line saying what to fix (argparse's default adds the usage).
-    (syncvp_core.cli.model_info has the same; importing it would load the model code into play and record.)"""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def bounded(kind, low: float, inclusive: bool):

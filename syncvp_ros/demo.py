@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from syncvp_core.cli.evaluate import learned_metrics
 from syncvp_ros import bag_eval, bag_synth, bags
-from syncvp_ros.bag_cli import POSITIVE, POSITIVE_INT, OneLineParser, bounded
+from syncvp_core.cli import OneLineParser
+from syncvp_ros.bag_cli import POSITIVE, POSITIVE_INT, bounded
 from syncvp_ros.processes import ProcessError, play_through_node, ros_environment, share_file
 
 PROG = "python -m syncvp_ros.demo"

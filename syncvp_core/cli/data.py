@@ -18,14 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from syncvp_core.cli import OneLineParser
 from syncvp_core.data import synthetic
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line instead of usage + error."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _number(kind, *, at_least=None, above=None, below=None):
@@ -60,7 +54,7 @@ def _add_clip_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="syncvp-data", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="syncvp-data", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     synth = commands.add_parser("synth", help="generate a synthetic RGB-D driving data set",

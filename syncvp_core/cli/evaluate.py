@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from syncvp_core import plots
 from syncvp_core.checkpoint import load_model
-from syncvp_core.cli.model_info import OneLineParser
+from syncvp_core.cli import OneLineParser
 from syncvp_core.data.datasets import open_dataset
 from syncvp_core.evaluation import HIGHER_IS_BETTER, METHODS, LearnedMetrics, evaluate
 from syncvp_core.metrics.i3d import I3DFeatures

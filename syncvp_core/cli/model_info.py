@@ -7,7 +7,6 @@ attention core only (scores, softmax, A·V), at the token shape of each STCA lev
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -16,16 +15,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from syncvp_core.checkpoint import read_config
+from syncvp_core.cli import OneLineParser
 from syncvp_core.config import PRESETS, SyncVPConfig, get_config
 from syncvp_core.model import SyncVP, count_parameters
 from syncvp_core.stca import attention_flop_ratio
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Bad arguments exit 2 with one line saying what to fix (argparse's default adds the usage)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def resolve_config(name: str) -> SyncVPConfig:

@@ -20,7 +20,7 @@ import yaml
 
 from syncvp_core.checkpoint import CheckpointError
 from syncvp_core.data.clips import DataError
-from syncvp_core.cli.model_info import OneLineParser
+from syncvp_core.cli import OneLineParser
 from syncvp_core.training import STAGES, TrainConfig, TrainingError, export_model, saved_config, train
 
 STAGE_HELP = {
