@@ -1,6 +1,6 @@
 """The end-to-end demo: a synthetic drive through the live predictor node, with a depth dropout, evaluated.
 
-    python -m syncvp_ros.demo --out demo_out [--frames 60] [--steps 2] [--horizon 8] [--rate 1.0] [--skip lpips]
+    python -m syncvp_ros.demo --out demo_out [--frames 80] [--steps 10] [--horizon 8] [--rate 0.5] [--skip lpips]
 
 1. writes a synthetic rosbag2 drive (`syncvp-bag synth`);
 2. starts the node as its own process with config/predictor.yaml (sim time, the demo's horizon and steps);
@@ -183,13 +183,15 @@ def run(args) -> dict:
 def main(argv=None) -> int:
     parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
-    parser.add_argument("--frames", type=bounded(int, 20, True), default=60,
-                        help="frames of the drive, >= 20 for a dropout in the middle (60)")
+    parser.add_argument("--frames", type=bounded(int, 20, True), default=80,
+                        help="frames of the drive, >= 20 for a dropout in the middle (80)")
     parser.add_argument("--rate-hz", type=POSITIVE, default=10.0, help="frame rate of the drive (10 Hz)")
     parser.add_argument("--size", type=bounded(int, 8, True), default=64, help="image side (64, the tiny model's)")
-    parser.add_argument("--steps", type=POSITIVE_INT, default=2, help="DDIM steps per chunk (2: fast on a CPU)")
+    parser.add_argument("--steps", type=POSITIVE_INT, default=10,
+                        help="DDIM steps per chunk (10: about 0.7 s per prediction of the tiny model on 2 CPU cores)")
     parser.add_argument("--horizon", type=POSITIVE_INT, default=8, help="predicted frames (8)")
-    parser.add_argument("--rate", type=POSITIVE, default=1.0, help="playback speed (1.0; lower on slow machines)")
+    parser.add_argument("--rate", type=POSITIVE, default=0.5,
+                        help="playback speed (0.5, so a CPU node predicts often enough to show the dropout)")
     parser.add_argument("--seed", type=int, default=0, help="drive and sampling seed (0)")
     parser.add_argument("--params-file", help="node parameters (default config/predictor.yaml)")
     parser.add_argument("--skip", nargs="+", choices=("lpips",), default=[], metavar="METRIC",
