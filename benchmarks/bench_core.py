@@ -22,17 +22,13 @@ import torch
 
 from syncvp_core.checkpoint import load_model
 from syncvp_core.cli.model_info import measure_step
+from syncvp_core.cli import OneLineParser
 from syncvp_core.config import PRESETS
 from syncvp_core.rollout import RolloutPredictor
 from syncvp_core.sampler import guided_eps
 from syncvp_core.stca import STCA
 
 CHUNK_STEPS = (10, 25, 100)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def median_ms(fn, device: torch.device, repeats: int) -> dict:

@@ -30,6 +30,8 @@ SPECS = (
          read_only=True),
     Spec("device", "auto", "Inference device; auto = CUDA if available, else CPU with a warning", read_only=True,
          choices="auto, cpu, cuda or cuda:<index>"),
+    Spec("cpu_threads", 1, "Torch CPU threads for inference (0 = torch's default; 1 is fastest for the tiny "
+         "model, whose small ops cost more to split than to run)", (0, 256), read_only=True),
     Spec("horizon", 28, "Predicted frames per prediction", (1, 256)),
     Spec("ddim_steps", 0, "DDIM steps per 8-frame chunk (0 = the checkpoint's configured steps)", (0, 1000)),
     Spec("eta", 1.0, "DDIM eta (0 = deterministic sampling)", (0.0, 1.0)),
@@ -91,6 +93,7 @@ class PredictorParams:
 
     checkpoint: str
     device: str
+    cpu_threads: int
     horizon: int
     ddim_steps: int
     eta: float

@@ -95,6 +95,8 @@ class PredictorNode(Node):
             raise StartupError(str(e)) from None
         if warning:
             self.get_logger().warning(warning)
+        if p.cpu_threads > 0:
+            torch.set_num_threads(p.cpu_threads)
         self.device, self.model_id, self.resolution = device, model_id(self.model), self.model.cfg.resolution
 
     # ---- parameters ------------------------------------------------------------------------------------------

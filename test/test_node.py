@@ -277,14 +277,15 @@ def test_slow_inference_under_fast_input_drops_superseded_windows_and_predicts_t
     assert not results[0].successful and "read-only" in results[0].reason
     before = {k: int(v) for k, v in rig.status("prediction")[2].items() if k in ("received", "predicted", "dropped")}
     rss_before = rig.proc.rss_mb()
-    assert rig.set_params(ddim_steps=8)[0].successful
+    slow_steps = 30  # ~0.5 s per prediction on a CPU core, against a frame every 0.1 s
+    assert rig.set_params(ddim_steps=slow_steps)[0].successful
     wall = time.monotonic()
 
     def three_slow():
-        slow = [(w, m) for w, m in rig.predictions.timed_since(wall) if m.diffusion_steps == 8]
+        slow = [(w, m) for w, m in rig.predictions.timed_since(wall) if m.diffusion_steps == slow_steps]
         return slow[:3] if len(slow) >= 3 else None
 
-    slow = wait_until(three_slow, 120, poll=0.1, what="three 8-step predictions")
+    slow = wait_until(three_slow, 120, poll=0.1, what="three slow predictions")
     # latest-only: each window the worker took was the newest when it became free (the previous publish)
     for (received_prev, _), (_, msg) in zip(slow, slow[1:]):
         newest = rig.feeder.newest_before(received_prev)
