@@ -67,7 +67,7 @@ def read_config(path, metadata: dict | None = None) -> SyncVPConfig:
     metadata = read_metadata(path) if metadata is None else metadata
     try:
         return SyncVPConfig.from_dict(json.loads(metadata["config"]))
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, AttributeError) as e:  # AttributeError: a section that is not a JSON object
         raise CheckpointError(f"checkpoint {path} has an invalid config: {_one_line(e)}") from None
 
 

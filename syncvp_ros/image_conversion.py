@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
 
 from syncvp_core.data.transforms import resize_depth, resize_rgb, scale_intrinsics
 from syncvp_ros.msg import RGBDPrediction
@@ -154,7 +156,10 @@ def scale_camera_info(info: CameraInfo, size: int) -> CameraInfo | None:
     if p[2, 2]:
         p[:, :3] = scale_intrinsics(p[:, :3], info.height, info.width, size)
         p[:2, 3] *= size / min(info.height, info.width)  # Tx = -fx·B and Ty scale with the focal length
-    return CameraInfo(header=info.header, height=size, width=size, distortion_model=info.distortion_model,
+    # a new header: the output's stamp is set later, and the received message must stay untouched
+    stamp = Time(sec=info.header.stamp.sec, nanosec=info.header.stamp.nanosec)
+    header = Header(stamp=stamp, frame_id=info.header.frame_id)
+    return CameraInfo(header=header, height=size, width=size, distortion_model=info.distortion_model,
                       d=list(info.d), k=scale_intrinsics(k, info.height, info.width, size).ravel().tolist(),
                       r=list(info.r), p=p.ravel().tolist())
 

@@ -245,8 +245,13 @@ class PredictorNode(Node):
             self.get_logger().warning(text)
 
     def shutdown(self) -> None:
+        """Stop the worker and free the model (and its GPU memory) once it is no longer running."""
         self.slot.close()
         self._worker.join(timeout=10.0)
+        if not self._worker.is_alive():
+            self._predictor = self.model = None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
 
 def main(args=None) -> int:

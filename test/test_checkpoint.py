@@ -93,3 +93,14 @@ def test_corrupt_foreign_and_mismatched_files(tmp_path, saved):
     truncated.write_bytes(saved.read_bytes()[:100_000])
     with pytest.raises(CheckpointError, match="truncated.safetensors"):
         load_model(str(truncated))
+
+
+@pytest.mark.parametrize("edit", [lambda c: c.update(unet=None), lambda c: c.update(diffusion=[1, 2])])
+def test_malformed_config_section_is_a_checkpoint_error(tmp_path, edit):
+    config = get_config("tiny").to_dict()
+    edit(config)
+    metadata = {"format": "syncvp", "format_version": "1", "config": json.dumps(config)}
+    bad = tmp_path / "bad.safetensors"
+    safetensors.torch.save_file({"w": torch.zeros(2)}, str(bad), metadata=metadata)
+    with pytest.raises(CheckpointError, match="invalid config"):
+        read_config(bad)

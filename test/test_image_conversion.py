@@ -179,6 +179,10 @@ def test_camera_info_is_scaled_like_the_image():
     assert p[0, 3] == pytest.approx(-10.0 * 64 / 96)
     assert out.header.frame_id == "cam" and list(out.d) == list(info.d) and out.distortion_model == "plumb_bob"
     assert scale_camera_info(CameraInfo(), 64) is None  # uncalibrated: nothing to scale
+    # the output owns its header: stamping it (the worker does) leaves the received message untouched
+    info.header.stamp.sec = 5
+    scale_camera_info(info, 64).header.stamp.sec = 2
+    assert info.header.stamp.sec == 5
 
 
 def test_colorize_depth_orders_near_to_far_and_blacks_out_invalid():
