@@ -13,7 +13,8 @@ from syncvp_core.data import synthetic
 from syncvp_core.data.cityscapes import DisparityToDepth
 from syncvp_core.data.clips import DataError
 from syncvp_core.data.datasets import open_dataset
-from syncvp_core.data.rosbag import color_pixels, depth_metres, image_array, pair_by_stamp
+from syncvp_core.data.rosbag import depth_metres, pair_by_stamp
+from syncvp_core.image_msg import image_to_array, rgb_from_image
 
 FX_B = 2262.52 * 0.209313  # Cityscapes focal length (px) × baseline (m)
 
@@ -218,23 +219,24 @@ def image_msg(pixels: np.ndarray, encoding: str, stamp_ns: int = 0, pad: int = 0
 def test_image_decoding_honours_encoding_step_and_endianness():
     rgb = np.random.default_rng(0).integers(0, 256, (3, 5, 3), dtype=np.uint8)
     rgba = np.concatenate([rgb, np.full((3, 5, 1), 7, np.uint8)], axis=2)
-    assert np.array_equal(color_pixels(image_msg(rgb, "rgb8", pad=3)), rgb)
-    assert np.array_equal(color_pixels(image_msg(rgb[..., ::-1], "bgr8", pad=1)), rgb)
-    assert np.array_equal(color_pixels(image_msg(rgba, "rgba8")), rgb)
-    assert np.array_equal(color_pixels(image_msg(rgba[..., [2, 1, 0, 3]], "bgra8", pad=4)), rgb)
-    assert np.array_equal(color_pixels(image_msg(rgb[..., 0], "mono8", pad=2)), np.repeat(rgb[..., :1], 3, 2))
+    assert np.array_equal(rgb_from_image(image_msg(rgb, "rgb8", pad=3)), rgb)
+    assert np.array_equal(rgb_from_image(image_msg(rgb[..., ::-1], "bgr8", pad=1)), rgb)
+    assert np.array_equal(rgb_from_image(image_msg(rgba, "rgba8")), rgb)
+    assert np.array_equal(rgb_from_image(image_msg(rgba[..., [2, 1, 0, 3]], "bgra8", pad=4)), rgb)
+    assert np.array_equal(rgb_from_image(image_msg(rgb[..., 0], "mono8", pad=2)), np.repeat(rgb[..., :1], 3, 2))
     millimetres = np.array([[0, 1500, 65535]], np.uint16)
     for bigendian in (False, True):
-        assert np.array_equal(image_array(image_msg(millimetres, "16UC1", pad=2, bigendian=bigendian))[..., 0],
+        assert np.array_equal(image_to_array(image_msg(millimetres, "16UC1", pad=2, bigendian=bigendian)),
                               millimetres)
         metres = depth_metres(image_msg(millimetres.astype(np.float32) / 1000, "32FC1", bigendian=bigendian), 0.001)
         np.testing.assert_allclose(metres, millimetres / 1000)
     np.testing.assert_allclose(depth_metres(image_msg(millimetres, "16UC1"), 0.001), [[0, 1.5, 65.535]])
     short = image_msg(rgb, "rgb8")
     short.step = 14  # less than 5 pixels × 3 bytes
-    for bad, match in [(short, "needs step >= 15"), (image_msg(rgb, "yuv422"), "unsupported encoding")]:
+    for bad, match in [(short, "step 14 < width 5 x 3 bytes per pixel"),
+                       (image_msg(rgb, "yuv422"), "must be one of rgb8, bgr8, rgba8, bgra8, mono8")]:
         with pytest.raises(ValueError, match=match):
-            color_pixels(bad)
+            rgb_from_image(bad)
     with pytest.raises(ValueError, match="expected 32FC1 or 16UC1"):
         depth_metres(image_msg(rgb, "rgb8"), 0.001)
 

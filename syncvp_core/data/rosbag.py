@@ -15,52 +15,22 @@ import torch
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 
+from ..image_msg import image_to_array, rgb_from_image
 from .clips import DataError, check_same_aspect
 from .transforms import resize_depth, resize_rgb
 
 log = logging.getLogger(__name__)
 
-ENCODINGS = {  # encoding -> (channels, element type)
-    "rgb8": (3, "u1"), "bgr8": (3, "u1"), "rgba8": (4, "u1"), "bgra8": (4, "u1"), "mono8": (1, "u1"),
-    "32fc1": (1, "f4"), "16uc1": (1, "u2"), "mono16": (1, "u2"),
-}
-COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
-DEPTH_ENCODINGS = ("32fc1", "16uc1", "mono16")
-
-
-def image_array(msg) -> np.ndarray:
-    """H×W×C array of a sensor_msgs/msg/Image in native byte order, honouring `step` padding and is_bigendian."""
-    encoding = msg.encoding.lower()
-    if encoding not in ENCODINGS:
-        raise ValueError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(ENCODINGS)})")
-    channels, kind = ENCODINGS[encoding]
-    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    row_bytes = width * channels * dtype.itemsize
-    data = np.ascontiguousarray(np.frombuffer(memoryview(msg.data), np.uint8))
-    if height < 1 or width < 1 or step < row_bytes or data.size < step * (height - 1) + row_bytes:
-        raise ValueError(f"{width}x{height} {encoding} needs step >= {row_bytes} and {step * (height - 1) + row_bytes}"
-                         f" bytes, got step {step} and {data.size} bytes")
-    rows = np.lib.stride_tricks.as_strided(data, shape=(height, row_bytes), strides=(step, 1), writeable=False)
-    return rows.copy().view(dtype).reshape(height, width, channels).astype(dtype.newbyteorder("="))
-
-
-def color_pixels(msg) -> np.ndarray:
-    """H×W×3 uint8 RGB from any supported colour or grey encoding."""
-    pixels, encoding = image_array(msg), msg.encoding.lower()
-    if encoding not in COLOR_ENCODINGS:
-        raise ValueError(f"RGB topic has encoding {msg.encoding!r}; expected one of {', '.join(COLOR_ENCODINGS)}")
-    if encoding == "mono8":
-        return np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels[..., 2::-1] if encoding.startswith("bgr") else pixels[..., :3])
+# Depth encodings the loader reads (the node takes 32FC1 and 16UC1; recorded bags may also carry mono16).
+DEPTH_ENCODINGS = ("32FC1", "16UC1", "mono16")
 
 
 def depth_metres(msg, depth_scale: float) -> np.ndarray:
     """H×W float32 metres: 32FC1 is metres, 16UC1/mono16 are integer units × depth_scale (0 = invalid)."""
-    pixels, encoding = image_array(msg)[..., 0], msg.encoding.lower()
-    if encoding not in DEPTH_ENCODINGS:
+    if msg.encoding not in DEPTH_ENCODINGS:
         raise ValueError(f"depth topic has encoding {msg.encoding!r}; expected 32FC1 or 16UC1")
-    return pixels if encoding == "32fc1" else pixels.astype(np.float32) * np.float32(depth_scale)
+    pixels = image_to_array(msg)
+    return pixels if msg.encoding == "32FC1" else pixels.astype(np.float32) * np.float32(depth_scale)
 
 
 def pair_by_stamp(a: np.ndarray, b: np.ndarray, slop: int) -> list[tuple[int, int]]:
@@ -123,7 +93,7 @@ def rosbag_sequence(path: Path, rgb_topic: str, depth_topic: str, slop: float = 
                 stream = streams[connection.topic]
                 stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec or log_time
                 try:
-                    pixels = color_pixels(msg) if connection.topic == rgb_topic else depth_metres(msg, depth_scale)
+                    pixels = rgb_from_image(msg) if connection.topic == rgb_topic else depth_metres(msg, depth_scale)
                 except ValueError as err:
                     if not skip_bad:
                         raise DataError(bag, f"{connection.topic} message stamped {stamp} ns: {err}") from None
