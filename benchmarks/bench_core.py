@@ -10,42 +10,28 @@ a warm-up run. Goal on a 2-core CPU: the tiny chunk at 25 steps within 1 s.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 
 import torch
 
 from syncvp_core.checkpoint import load_model
-from syncvp_core.cli.model_info import measure_step
 from syncvp_core.cli import OneLineParser
+from syncvp_core.cli.model_info import measure_step
 from syncvp_core.config import PRESETS
 from syncvp_core.rollout import RolloutPredictor
 from syncvp_core.sampler import guided_eps
 from syncvp_core.stca import STCA
+from timing import median_seconds  # benchmarks/timing.py, beside this script
 
 CHUNK_STEPS = (10, 25, 100)
 
 
 def median_ms(fn, device: torch.device, repeats: int) -> dict:
-    """Median wall and process-CPU time of fn() in milliseconds, after one warm-up call. On a shared CPU the
-    CPU time of a 1-thread run is close to what the wall time would be on an idle machine."""
-    def timed():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return (time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3
-
-    timed()
-    runs = [timed() for _ in range(repeats)]
-    return {"wall_ms": statistics.median(w for w, _ in runs), "cpu_ms": statistics.median(c for _, c in runs)}
+    wall, cpu = median_seconds(fn, repeats, device)
+    return {"wall_ms": wall * 1e3, "cpu_ms": cpu * 1e3}
 
 
 @torch.inference_mode()

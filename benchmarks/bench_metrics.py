@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import torch
 from tqdm import tqdm
@@ -22,18 +20,7 @@ from syncvp_core.metrics.i3d import CLIP_LENGTH, I3DFeatures
 from syncvp_core.metrics.lpips import load_lpips
 from syncvp_core.metrics.ssim import ssim
 from syncvp_core.metrics.weights import MissingWeightsError
-
-
-def median_seconds(call, repeats: int) -> tuple[float, float]:
-    """Median (wall, CPU) seconds of one call."""
-    call()  # warm-up: allocator, one-time kernel selection
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start_wall, start_cpu = time.perf_counter(), time.process_time()
-        call()
-        wall.append(time.perf_counter() - start_wall)
-        cpu.append(time.process_time() - start_cpu)
-    return statistics.median(wall), statistics.median(cpu)
+from timing import median_seconds  # benchmarks/timing.py, beside this script
 
 
 def cases(device: torch.device, clips: int, pairs: int):
@@ -67,7 +54,7 @@ def main(argv=None) -> int:
     try:
         with torch.no_grad():
             for name, units, call in tqdm(list(cases(device, args.clips, args.pairs)), desc="bench", file=sys.stderr):
-                wall, cpu = median_seconds(call, args.repeats)
+                wall, cpu = median_seconds(call, args.repeats, device)
                 results[name] = {"wall_s": wall / units, "cpu_s": cpu / units}
     except MissingWeightsError as err:
         parser.exit(1, f"bench_metrics: {err}\n")
