@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .clips import DataError, image_values, read_rgb
+from .clips import DataError, FileSequence, image_values
 
 NAME = re.compile(r"(?P<city>.+)_(?P<seq>\d{6})_(?P<frame>\d{6})(?:_[^/]*)?\.png")
 SPLITS = ("train", "val", "test")
@@ -46,20 +46,9 @@ class DisparityToDepth:
         depth[disparity <= 0] = np.nan
         return depth
 
-
-@dataclasses.dataclass(frozen=True)
-class CityscapesSequence:
-    name: str  # city_seq_firstframe
-    rgb: tuple[Path, ...]
-    depth: tuple[Path, ...]
-    convert: DisparityToDepth
-
-    def __len__(self) -> int:
-        return len(self.rgb)
-
-    def read(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        return (np.stack([read_rgb(self.rgb[i]) for i in indices]),
-                np.stack([self.convert(image_values(self.depth[i])) for i in indices]))
+    def read_file(self, path: Path) -> np.ndarray:
+        """A disparity PNG -> float32 depth in metres, NaN where invalid."""
+        return self(image_values(path))
 
 
 def _index(folder: Path) -> dict[tuple[str, str, int], Path]:
@@ -72,7 +61,7 @@ def _index(folder: Path) -> dict[tuple[str, str, int], Path]:
 
 
 def cityscapes_sequences(root: Path, split: str | None, convert: DisparityToDepth = DisparityToDepth()
-                         ) -> list[CityscapesSequence]:
+                         ) -> list[FileSequence]:
     """Every run of consecutive frames with both RGB and disparity, over one split (None: all that exist)."""
     if split is not None and split not in SPLITS:
         raise ValueError(f"{root}: Cityscapes split must be one of {', '.join(SPLITS)}, not {split!r}")
@@ -91,8 +80,8 @@ def cityscapes_sequences(root: Path, split: str | None, convert: DisparityToDept
         for _, run in itertools.groupby(enumerate(keys), key=lambda ik: (ik[1][0], ik[1][1], ik[1][2] - ik[0])):
             run = [key for _, key in run]
             city, seq, first = run[0]
-            sequences.append(CityscapesSequence(f"{city}_{seq}_{first:06d}", tuple(rgb[k] for k in run),
-                                                tuple(depth[k] for k in run), convert))
+            sequences.append(FileSequence(f"{city}_{seq}_{first:06d}", tuple(rgb[k] for k in run),
+                                          tuple(depth[k] for k in run), convert.read_file))
     if not sequences:
         raise DataError(root, f"no RGB/disparity pairs named <city>_<seq>_<frame>*.png in split(s) {', '.join(splits)}")
     return sequences

@@ -6,10 +6,11 @@ resolution); `ClipDataset` cuts them into clips and applies the shared crop + re
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
 import re
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -37,6 +38,23 @@ class FrameSequence(Protocol):
 
     def read(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(rgb uint8 N×H×W×3, depth float32 N×h×w metres with NaN/0/inf invalid) of frames `indices`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FileSequence:
+    """A recording stored one file per frame: RGB images and depth files matched by position."""
+
+    name: str
+    rgb: tuple[Path, ...]
+    depth: tuple[Path, ...]
+    read_depth: Callable[[Path], np.ndarray]  # a depth file -> H×W float32 metres (NaN/0/inf invalid)
+
+    def __len__(self) -> int:
+        return len(self.rgb)
+
+    def read(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        return (np.stack([read_rgb(self.rgb[i]) for i in indices]),
+                np.stack([self.read_depth(self.depth[i]) for i in indices]))
 
 
 def natural_key(name: str) -> list:

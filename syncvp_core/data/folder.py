@@ -8,12 +8,12 @@ Zero, NaN and inf depth are invalid. DIR may instead hold one such pair of folde
 """
 from __future__ import annotations
 
-import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
 
-from .clips import DataError, image_values, natural_key, read_rgb, report_skipped
+from .clips import DataError, FileSequence, image_values, natural_key, report_skipped
 
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEPTH_SUFFIXES = (".png", ".npy")
@@ -44,21 +44,6 @@ def read_depth(path: Path, depth_scale: float) -> np.ndarray:
     return values.astype(np.float32)
 
 
-@dataclasses.dataclass(frozen=True)
-class FolderSequence:
-    name: str
-    rgb: tuple[Path, ...]
-    depth: tuple[Path, ...]
-    depth_scale: float
-
-    def __len__(self) -> int:
-        return len(self.rgb)
-
-    def read(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        return (np.stack([read_rgb(self.rgb[i]) for i in indices]),
-                np.stack([read_depth(self.depth[i], self.depth_scale) for i in indices]))
-
-
 def _by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     files = {}
     for path in folder.iterdir():
@@ -69,7 +54,7 @@ def _by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     return files
 
 
-def _sequence(folder: Path, name: str, depth_scale: float, skip_bad: bool) -> FolderSequence:
+def _sequence(folder: Path, name: str, depth_scale: float, skip_bad: bool) -> FileSequence:
     rgb, depth = _by_stem(folder / "rgb", RGB_SUFFIXES), _by_stem(folder / "depth", DEPTH_SUFFIXES)
     reported: set[str] = set()
     for stem in sorted(rgb.keys() ^ depth.keys(), key=natural_key):
@@ -79,11 +64,12 @@ def _sequence(folder: Path, name: str, depth_scale: float, skip_bad: bool) -> Fo
             raise error
         report_skipped(error, reported)
     stems = sorted(rgb.keys() & depth.keys(), key=natural_key)
-    return FolderSequence(name, tuple(rgb[s] for s in stems), tuple(depth[s] for s in stems), depth_scale)
+    return FileSequence(name, tuple(rgb[s] for s in stems), tuple(depth[s] for s in stems),
+                        functools.partial(read_depth, depth_scale=depth_scale))
 
 
 def folder_sequences(root: Path, split: str | None, depth_scale: float = 0.001, skip_bad: bool = False
-                     ) -> list[FolderSequence]:
+                     ) -> list[FileSequence]:
     if split is not None:
         root = root / split
         if not root.is_dir():
