@@ -8,24 +8,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from syncvp_core.cli import OneLineParser
+from syncvp_core.cli import COUNT, NON_NEGATIVE, POSITIVE, POSITIVE_INT, OneLineParser
 
 PROG = "syncvp-bag"
 
 
-def bounded(kind, low: float, inclusive: bool):
-    """argparse type: a `kind` number above `low` (or equal when inclusive); its name is in the error line."""
-    def parse(text: str):
-        value = kind(text)
-        if value < low or (value == low and not inclusive):
-            raise ValueError
-        return value
-    parse.__name__ = f"{kind.__name__} {'>=' if inclusive else '>'} {low:g}"
-    return parse
-
-
-POSITIVE_INT, NON_NEGATIVE_INT = bounded(int, 1, True), bounded(int, 0, True)
-POSITIVE, NON_NEGATIVE = bounded(float, 0, False), bounded(float, 0, True)
 
 
 def _emit(args, summary: dict, human: str) -> None:
@@ -170,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bag", metavar="BAG")
     p.add_argument("--rate", type=POSITIVE, default=1.0, help="playback speed factor (default 1)")
     p.add_argument("--loop", action="store_true", help="start over at the end until SIGINT / SIGTERM")
-    p.add_argument("--loops", type=NON_NEGATIVE_INT, default=0, metavar="N", help="play N passes (implies --loop)")
+    p.add_argument("--loops", type=COUNT, default=0, metavar="N", help="play N passes (implies --loop)")
     p.add_argument("--clock", type=NON_NEGATIVE, nargs="?", const=40.0, default=0.0, metavar="HZ",
                    help="publish /clock from the playback position (default 40 Hz) instead of the bag's own, "
                         "for nodes with use_sim_time")

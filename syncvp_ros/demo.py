@@ -24,8 +24,7 @@ from tqdm import tqdm
 
 from syncvp_core.cli.evaluate import learned_metrics
 from syncvp_ros import bag_eval, bag_synth, bags
-from syncvp_core.cli import OneLineParser
-from syncvp_ros.bag_cli import POSITIVE, POSITIVE_INT, bounded
+from syncvp_core.cli import POSITIVE, POSITIVE_INT, OneLineParser, number
 from syncvp_ros.processes import ProcessError, play_through_node, ros_environment, share_file
 
 PROG = "python -m syncvp_ros.demo"
@@ -183,10 +182,10 @@ def run(args) -> dict:
 def main(argv=None) -> int:
     parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
-    parser.add_argument("--frames", type=bounded(int, 20, True), default=80,
+    parser.add_argument("--frames", type=number(int, at_least=20), default=80,
                         help="frames of the drive, >= 20 for a dropout in the middle (80)")
     parser.add_argument("--rate-hz", type=POSITIVE, default=10.0, help="frame rate of the drive (10 Hz)")
-    parser.add_argument("--size", type=bounded(int, 8, True), default=64, help="image side (64, the tiny model's)")
+    parser.add_argument("--size", type=number(int, at_least=8), default=64, help="image side (64, the tiny model's)")
     parser.add_argument("--steps", type=POSITIVE_INT, default=10,
                         help="DDIM steps per chunk (10: about 0.7 s per prediction of the tiny model on 2 CPU cores)")
     parser.add_argument("--horizon", type=POSITIVE_INT, default=8, help="predicted frames (8)")

@@ -18,29 +18,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from syncvp_core.cli import OneLineParser
+from syncvp_core.cli import COUNT, FRACTION, POSITIVE, POSITIVE_INT, OneLineParser
 from syncvp_core.data import synthetic
 
 
-def _number(kind, *, at_least=None, above=None, below=None):
-    """argparse type: a number of `kind` within the given bounds."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if at_least is not None and not value >= at_least:
-            raise argparse.ArgumentTypeError(f"{text!r} must be >= {at_least}")
-        if above is not None and not value > above:
-            raise argparse.ArgumentTypeError(f"{text!r} must be > {above}")
-        if below is not None and not value < below:
-            raise argparse.ArgumentTypeError(f"{text!r} must be < {below}")
-        return value
-    return parse
-
-
-POSITIVE_INT, COUNT = _number(int, above=0), _number(int, at_least=0)
-POSITIVE, FRACTION = _number(float, above=0), _number(float, at_least=0, below=1)
 
 
 def _add_clip_arguments(parser: argparse.ArgumentParser) -> None:
