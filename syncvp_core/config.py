@@ -63,7 +63,9 @@ class DiffusionConfig:
     shared_noise: bool = True  # one epsilon for both modalities (False: independent, an ablation)
     shared_timestep: bool = True  # one t per sample for both modalities (False: independent, an ablation)
     dropout_probs: tuple[float, float, float] = (0.5, 0.25, 0.25)  # both / rgb-only / depth-only conditioned
-    sampling_steps: int = 100  # DDIM steps at inference
+    prediction: str = "eps"  # network output: "eps" (the paper's) or "v" (v-prediction); diffusion.PREDICTION_TYPES
+    sampler: str = "ddim"  # sampler at inference; sampler.SAMPLERS
+    sampling_steps: int = 100  # network evaluations per sample at inference
     eta: float = 1.0  # DDIM stochasticity (reference default)
 
     def __post_init__(self):

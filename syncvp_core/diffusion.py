@@ -17,6 +17,27 @@ import torch.nn.functional as F
 
 # Guidance modes, in the order of `dropout_probs`: which conditioning modalities the network sees.
 GUIDANCE_MODES = ("rgbd", "rgb", "depth")
+# What the network outputs: the noise (eps, the paper's) or the velocity v = sqrt(a) eps - sqrt(1 - a) x0.
+PREDICTION_TYPES = ("eps", "v")
+
+
+def training_target(prediction: str, x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """The regression target of the network for clean x0, noise and alpha_bar (broadcastable to x0)."""
+    if prediction == "eps":
+        return noise
+    if prediction == "v":
+        return alpha_bar.sqrt() * noise - (1.0 - alpha_bar).sqrt() * x0
+    raise ValueError(f"prediction type must be one of {PREDICTION_TYPES}, got {prediction!r}")
+
+
+def x0_and_eps(prediction: str, model_output: torch.Tensor, x_t: torch.Tensor, alpha_bar) -> tuple:
+    """(x0, eps) implied by the network output at x_t; alpha_bar is a float or broadcastable tensor."""
+    a = torch.as_tensor(alpha_bar, dtype=x_t.dtype, device=x_t.device)
+    if prediction == "eps":
+        return (x_t - (1.0 - a).sqrt() * model_output) / a.sqrt(), model_output
+    if prediction == "v":
+        return a.sqrt() * x_t - (1.0 - a).sqrt() * model_output, (1.0 - a).sqrt() * x_t + a.sqrt() * model_output
+    raise ValueError(f"prediction type must be one of {PREDICTION_TYPES}, got {prediction!r}")
 
 
 class NoiseSchedule:

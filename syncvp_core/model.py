@@ -92,14 +92,20 @@ class SyncVP(nn.Module):
         x, _ = depth_to_model(depth_m, self.cfg.depth_near, self.cfg.depth_far)
         return self.autoencoder_for("depth", depth_m.shape[1]).encode(x.unsqueeze(1))
 
-    def decode_rgb(self, latent: Tensor, frames: int) -> Tensor:
-        """-> B×T×3×H×W in [0, 1]."""
+    def decode_rgb(self, latent: Tensor, frames: int, context: Tensor | None = None) -> Tensor:
+        """-> B×T×3×H×W in [0, 1]. `context` (B×3×H×W in [0, 1]) is the frame before the clip, used by a
+        context decoder and ignored otherwise."""
         return (self.autoencoder_for("rgb", frames).decode(latent, frames).transpose(1, 2) + 1) / 2
 
-    def decode_depth(self, latent: Tensor, frames: int) -> Tensor:
-        """-> B×T×H×W metres in [near, far]."""
+    def decode_depth(self, latent: Tensor, frames: int, context: Tensor | None = None) -> Tensor:
+        """-> B×T×H×W metres in [near, far]. `context` (B×H×W metres) as for `decode_rgb`."""
         x = self.autoencoder_for("depth", frames).decode(latent, frames)[:, 0]
         return model_to_depth(x, self.cfg.depth_near, self.cfg.depth_far)
+
+    @staticmethod
+    def quantise_rgb(rgb01: Tensor) -> Tensor:
+        """Predicted RGB as an 8-bit camera would give it (rounded), before it is re-encoded as conditioning."""
+        return torch.round(rgb01 * 255) / 255
 
 
 def count_parameters(model: SyncVP) -> dict:

@@ -1,14 +1,15 @@
 """DDIM sampling of the joint RGB-D latent (method reference §5, §6), kept apart from the network.
 
 `DDIMSampler` is the small stateful object (diffusers style): `set_timesteps(n)` picks n of the training
-timesteps (999, 989, …, 9 for n=100 of 1000) and `step(eps, t, x, noise)` moves x_t to x_s, s the next timestep
-(-1 after the last: alpha_bar = 1, so the last step returns the predicted x0):
+timesteps (999, 989, …, 9 for n=100 of 1000) and `step(model_output, t, x, noise)` moves x_t to x_s, s the next
+timestep (-1 after the last: alpha_bar = 1, so the last step returns the predicted x0). The model output is eps or
+v (`prediction`, see diffusion.PREDICTION_TYPES); both give (x0, eps) first:
 
-    x0    = clamp((x_t - sqrt(1 - a_t) eps) / sqrt(a_t), -1, 1)
+    x0    = clamp((x_t - sqrt(1 - a_t) eps) / sqrt(a_t), -1, 1)       (eps;  v: sqrt(a_t) x_t - sqrt(1 - a_t) v)
     sigma = eta * sqrt((1 - a_s) / (1 - a_t)) * sqrt(1 - a_t / a_s)
     x_s   = sqrt(a_s) x0 + sqrt(1 - a_s - sigma^2) eps + sigma z
 
-with the raw (unclamped) eps in the direction term, as the reference. eta=1 (the reference default) makes sigma
+with the raw (unclamped) eps in the direction term, as the reference (and diffusers). eta=1 (the reference default) makes sigma
 the DDPM posterior standard deviation; eta=0 is deterministic.
 
 `sample_joint` runs the loop for both modalities with one shared x_T and one shared z per step, and
@@ -25,15 +26,18 @@ from __future__ import annotations
 
 import torch
 
-from syncvp_core.diffusion import NoiseSchedule, randn
+from syncvp_core.diffusion import PREDICTION_TYPES, NoiseSchedule, randn, x0_and_eps
 
 
 class DDIMSampler:
-    def __init__(self, schedule: NoiseSchedule, steps: int = 100, eta: float = 1.0):
+    def __init__(self, schedule: NoiseSchedule, steps: int = 100, eta: float = 1.0, prediction: str = "eps"):
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
+        if prediction not in PREDICTION_TYPES:
+            raise ValueError(f"prediction type must be one of {PREDICTION_TYPES}, got {prediction!r}")
         self.schedule = schedule
         self.eta = eta
+        self.prediction = prediction
         self.set_timesteps(steps)
 
     def set_timesteps(self, steps: int) -> None:
@@ -49,12 +53,13 @@ class DDIMSampler:
         a_t, a_s = float(self.schedule.alpha_bar(t)), float(self.schedule.alpha_bar(prev_t))
         return self.eta * ((1 - a_s) / (1 - a_t)) ** 0.5 * (1 - a_t / a_s) ** 0.5
 
-    def step(self, eps: torch.Tensor, t: int, x: torch.Tensor, noise: torch.Tensor | None = None):
+    def step(self, model_output: torch.Tensor, t: int, x: torch.Tensor, noise: torch.Tensor | None = None):
         """One update from timestep t (one of `self.timesteps`). Returns (x_prev, x0_pred).
         `noise` is the z of this step (needed when eta > 0; pass the same z to both modalities)."""
         prev_t = self._prev[t]
         a_t, a_s = float(self.schedule.alpha_bar(t)), float(self.schedule.alpha_bar(prev_t))
-        x0 = ((x - (1 - a_t) ** 0.5 * eps) / a_t ** 0.5).clamp(-1.0, 1.0)
+        x0, eps = x0_and_eps(self.prediction, model_output, x, a_t)
+        x0 = x0.clamp(-1.0, 1.0)
         sigma = self.sigma(t, prev_t)
         x_prev = a_s ** 0.5 * x0 + max(1 - a_s - sigma ** 2, 0.0) ** 0.5 * eps
         if sigma > 0:
@@ -62,6 +67,16 @@ class DDIMSampler:
                 raise ValueError("eta > 0 needs the step noise z")
             x_prev = x_prev + sigma * noise
         return x_prev, x0
+
+
+SAMPLERS = ("ddim",)
+
+
+def make_sampler(kind: str, schedule: NoiseSchedule, steps: int, eta: float = 1.0, prediction: str = "eps"):
+    """The sampler called `kind` (one of SAMPLERS) for `steps` network evaluations per sample."""
+    if kind == "ddim":
+        return DDIMSampler(schedule, steps, eta, prediction)
+    raise ValueError(f"sampler must be one of {SAMPLERS}, got {kind!r}")
 
 
 def guided_eps(net, x_rgb, x_depth, t: torch.Tensor, cond_rgb, cond_depth, guidance_scale: float = 0.0):
