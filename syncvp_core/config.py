@@ -15,6 +15,7 @@ from .planes import TriplaneShape
 
 COUPLING_KINDS = ("stca", "full", "two_way", "none", "single_network")
 COUPLING_SLOTS = ("deep", "all")
+SAMPLERS = ("ddim", "dpmsolver")  # sampler.make_sampler; here so that a config is checked without torch
 
 
 @dataclass
@@ -64,13 +65,15 @@ class DiffusionConfig:
     shared_timestep: bool = True  # one t per sample for both modalities (False: independent, an ablation)
     dropout_probs: tuple[float, float, float] = (0.5, 0.25, 0.25)  # both / rgb-only / depth-only conditioned
     prediction: str = "eps"  # network output: "eps" (the paper's) or "v" (v-prediction); diffusion.PREDICTION_TYPES
-    sampler: str = "ddim"  # sampler at inference; sampler.SAMPLERS
+    sampler: str = "ddim"  # sampler at inference, one of SAMPLERS (DPM-Solver++ ignores eta)
     sampling_steps: int = 100  # network evaluations per sample at inference
     eta: float = 1.0  # DDIM stochasticity (reference default)
 
     def __post_init__(self):
         if abs(sum(self.dropout_probs) - 1.0) > 1e-6:
             raise ValueError(f"dropout_probs {self.dropout_probs} must sum to 1")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler {self.sampler!r} not in {SAMPLERS}")
 
 
 @dataclass

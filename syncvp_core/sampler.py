@@ -1,9 +1,10 @@
-"""DDIM sampling of the joint RGB-D latent (method reference §5, §6), kept apart from the network.
+"""DDIM and DPM-Solver++ sampling of the joint RGB-D latent (method reference §5, §6), apart from the network.
 
-`DDIMSampler` is the small stateful object (diffusers style): `set_timesteps(n)` picks n of the training
-timesteps (999, 989, …, 9 for n=100 of 1000) and `step(model_output, t, x, noise)` moves x_t to x_s, s the next
-timestep (-1 after the last: alpha_bar = 1, so the last step returns the predicted x0). The model output is eps or
-v (`prediction`, see diffusion.PREDICTION_TYPES); both give (x0, eps) first:
+Both samplers are small stateful objects (diffusers style) with one interface: `set_timesteps(n)` picks n of the
+training timesteps, "trailing" (999, 989, …, 9 for n=100 of 1000: the first step starts at the noisiest training
+timestep whatever n is), and `step(model_output, t, x, noise, stream)` moves x_t to x_s, s the next timestep (-1
+after the last: alpha_bar = 1, so the last step returns the predicted x0). The model output is eps or v
+(`prediction`, see diffusion.PREDICTION_TYPES); both give (x0, eps) first. DDIM:
 
     x0    = clamp((x_t - sqrt(1 - a_t) eps) / sqrt(a_t), -1, 1)       (eps;  v: sqrt(a_t) x_t - sqrt(1 - a_t) v)
     sigma = eta * sqrt((1 - a_s) / (1 - a_t)) * sqrt(1 - a_t / a_s)
@@ -11,6 +12,18 @@ v (`prediction`, see diffusion.PREDICTION_TYPES); both give (x0, eps) first:
 
 with the raw (unclamped) eps in the direction term, as the reference (and diffusers). eta=1 (the reference default) makes sigma
 the DDPM posterior standard deviation; eta=0 is deterministic.
+
+`DPMSolverSampler` is DPM-Solver++ multistep (Lu et al. 2022, arXiv 2211.01095), deterministic, in x0 (data)
+prediction: with lambda = log(sqrt(a) / sqrt(1 - a)), h = lambda_s - lambda_t and D0 = the clamped x0 of this step,
+
+    x_s = sqrt(1 - a_s) / sqrt(1 - a_t) x_t - sqrt(a_s) (e^-h - 1) (D0 + D1 / 2),   D1 = (D0 - D0_prev) h / h_prev
+
+(order 2; order 1 drops D1 and is DDIM eta=0 on the clamped x0; order 3 adds a second difference). It keeps the
+x0 of the last steps, so `step` takes a `stream` name per sequence being sampled (sample_joint: "rgb", "depth").
+The first step of a stream and the last step (to alpha_bar = 1, where it returns x0) are first order, and with
+fewer than 15 steps order 3 drops to 2 at the second-to-last: diffusers' DPMSolverMultistepScheduler with
+timestep_spacing="trailing", final_sigmas_type="zero", lower_order_final=True, thresholding to [-1, 1]
+(test/test_sampler_dpm.py checks it step by step).
 
 `sample_joint` runs the loop for both modalities with one shared x_T and one shared z per step, and
 `guided_eps` applies the reference's multi-modal guidance for any w >= 0 (F5):
@@ -24,17 +37,32 @@ conditioning. w = 0 is plain conditioning and costs one network pass; w > 0 cost
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
+from syncvp_core.config import SAMPLERS
 from syncvp_core.diffusion import PREDICTION_TYPES, NoiseSchedule, randn, x0_and_eps
+
+
+def trailing_timesteps(total: int, steps: int) -> list[int]:
+    """`steps` timesteps of `total`, descending from total - 1 in strides of total / steps, floored (diffusers'
+    "trailing" rounds instead: the same timesteps whenever steps divides total)."""
+    if not 1 <= steps <= total:
+        raise ValueError(f"sampling steps must be in 1..{total}, got {steps}")
+    return [total * i // steps - 1 for i in range(steps, 0, -1)]
+
+
+def _check_prediction(prediction: str) -> None:
+    if prediction not in PREDICTION_TYPES:
+        raise ValueError(f"prediction type must be one of {PREDICTION_TYPES}, got {prediction!r}")
 
 
 class DDIMSampler:
     def __init__(self, schedule: NoiseSchedule, steps: int = 100, eta: float = 1.0, prediction: str = "eps"):
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
-        if prediction not in PREDICTION_TYPES:
-            raise ValueError(f"prediction type must be one of {PREDICTION_TYPES}, got {prediction!r}")
+        _check_prediction(prediction)
         self.schedule = schedule
         self.eta = eta
         self.prediction = prediction
@@ -42,10 +70,7 @@ class DDIMSampler:
 
     def set_timesteps(self, steps: int) -> None:
         """Use `steps` evenly spaced timesteps, descending; `prev_timesteps[i]` is where step i lands."""
-        total = self.schedule.timesteps
-        if not 1 <= steps <= total:
-            raise ValueError(f"DDIM steps must be in 1..{total}, got {steps}")
-        self.timesteps = [total * i // steps - 1 for i in range(steps, 0, -1)]
+        self.timesteps = trailing_timesteps(self.schedule.timesteps, steps)
         self.prev_timesteps = self.timesteps[1:] + [-1]
         self._prev = dict(zip(self.timesteps, self.prev_timesteps))
 
@@ -53,9 +78,11 @@ class DDIMSampler:
         a_t, a_s = float(self.schedule.alpha_bar(t)), float(self.schedule.alpha_bar(prev_t))
         return self.eta * ((1 - a_s) / (1 - a_t)) ** 0.5 * (1 - a_t / a_s) ** 0.5
 
-    def step(self, model_output: torch.Tensor, t: int, x: torch.Tensor, noise: torch.Tensor | None = None):
+    def step(self, model_output: torch.Tensor, t: int, x: torch.Tensor, noise: torch.Tensor | None = None,
+             stream: str = ""):
         """One update from timestep t (one of `self.timesteps`). Returns (x_prev, x0_pred).
-        `noise` is the z of this step (needed when eta > 0; pass the same z to both modalities)."""
+        `noise` is the z of this step (needed when eta > 0; pass the same z to both modalities). DDIM keeps
+        nothing between steps: `stream` is there for the interface it shares with DPMSolverSampler."""
         prev_t = self._prev[t]
         a_t, a_s = float(self.schedule.alpha_bar(t)), float(self.schedule.alpha_bar(prev_t))
         x0, eps = x0_and_eps(self.prediction, model_output, x, a_t)
@@ -69,13 +96,80 @@ class DDIMSampler:
         return x_prev, x0
 
 
-SAMPLERS = ("ddim",)
+class DPMSolverSampler:
+    """DPM-Solver++ multistep of the module docstring, `order` 1, 2 or 3."""
+
+    eta = 0.0  # deterministic: sample_joint draws no step noise for it
+
+    def __init__(self, schedule: NoiseSchedule, steps: int = 25, prediction: str = "eps", order: int = 2):
+        _check_prediction(prediction)
+        if order not in (1, 2, 3):
+            raise ValueError(f"DPM-Solver++ order must be 1, 2 or 3, got {order!r}")
+        self.schedule = schedule
+        self.prediction = prediction
+        self.order = order
+        self.set_timesteps(steps)
+
+    def set_timesteps(self, steps: int) -> None:
+        """As DDIMSampler's; also forgets every stream's history."""
+        self.timesteps = trailing_timesteps(self.schedule.timesteps, steps)
+        self.prev_timesteps = self.timesteps[1:] + [-1]
+        self._index = {t: i for i, t in enumerate(self.timesteps)}
+        self._history: dict[str, list[tuple[int, torch.Tensor]]] = {}  # stream -> [(t, x0)], newest last
+
+    def _lambda(self, t: int) -> float:
+        a = float(self.schedule.alpha_bar(t))
+        return 0.5 * math.log(a / (1.0 - a))
+
+    def _order_at(self, i: int) -> int:
+        n = len(self.timesteps)
+        if i == n - 1:  # the step to alpha_bar = 1 (lambda = inf): only first order lands on x0 itself
+            return 1
+        order = min(self.order, i + 1)  # as many earlier x0 as this sample has
+        # few steps: the large last strides make a third-order extrapolation unstable (as diffusers)
+        return min(order, 2) if i == n - 2 and n < 15 else order
+
+    def step(self, model_output: torch.Tensor, t: int, x: torch.Tensor, noise: torch.Tensor | None = None,
+             stream: str = ""):
+        """One update from timestep t of the sequence `stream`. Returns (x_prev, x0_pred). The first timestep
+        starts the stream afresh; any other must follow the stream's previous step. `noise` is unused."""
+        i = self._index[t]
+        history = [] if i == 0 else self._history.get(stream, [])
+        if i and (not history or history[-1][0] != self.timesteps[i - 1]):
+            raise ValueError(f"DPM-Solver++ stream {stream!r}: step at t={t} does not follow its previous step")
+        a_t = float(self.schedule.alpha_bar(t))
+        x0 = x0_and_eps(self.prediction, model_output, x, a_t)[0].clamp(-1.0, 1.0)
+        history = (history + [(t, x0)])[-self.order:]
+        self._history[stream] = history
+        prev_t = self.prev_timesteps[i]
+        if prev_t < 0:
+            return x0, x0
+        a_s = float(self.schedule.alpha_bar(prev_t))
+        lambdas = [self._lambda(s) for s, _ in reversed(history)]  # this step's first
+        h = self._lambda(prev_t) - lambdas[0]
+        phi = math.expm1(-h)
+        x_prev = ((1 - a_s) / (1 - a_t)) ** 0.5 * x - a_s ** 0.5 * phi * x0
+        order = self._order_at(i)
+        m = [x0_ for _, x0_ in reversed(history)]
+        if order == 2:
+            r0 = (lambdas[0] - lambdas[1]) / h
+            x_prev = x_prev - 0.5 * a_s ** 0.5 * phi * (m[0] - m[1]) / r0
+        elif order == 3:
+            r0, r1 = (lambdas[0] - lambdas[1]) / h, (lambdas[1] - lambdas[2]) / h
+            d1_0, d1_1 = (m[0] - m[1]) / r0, (m[1] - m[2]) / r1
+            d1 = d1_0 + r0 / (r0 + r1) * (d1_0 - d1_1)
+            d2 = (d1_0 - d1_1) / (r0 + r1)
+            x_prev = x_prev + a_s ** 0.5 * ((phi / h + 1) * d1 - ((phi + h) / h ** 2 - 0.5) * d2)
+        return x_prev, x0
 
 
 def make_sampler(kind: str, schedule: NoiseSchedule, steps: int, eta: float = 1.0, prediction: str = "eps"):
-    """The sampler called `kind` (one of SAMPLERS) for `steps` network evaluations per sample."""
+    """The sampler called `kind` (one of SAMPLERS) for `steps` network evaluations per sample; `eta` is DDIM's
+    (DPM-Solver++ is deterministic)."""
     if kind == "ddim":
         return DDIMSampler(schedule, steps, eta, prediction)
+    if kind == "dpmsolver":
+        return DPMSolverSampler(schedule, steps, prediction)
     raise ValueError(f"sampler must be one of {SAMPLERS}, got {kind!r}")
 
 
@@ -96,7 +190,7 @@ def guided_eps(net, x_rgb, x_depth, t: torch.Tensor, cond_rgb, cond_depth, guida
             d_both + w * (d_both - d_none) + w * (d_both - d_rgb_only))
 
 
-def sample_joint(net, sampler: DDIMSampler, cond_rgb: torch.Tensor, cond_depth: torch.Tensor, shape,
+def sample_joint(net, sampler: DDIMSampler | DPMSolverSampler, cond_rgb: torch.Tensor, cond_depth: torch.Tensor, shape,
                  guidance_scale: float = 0.0, generator: torch.Generator | None = None):
     """Target latents (x_rgb, x_depth), each of `shape` (B×c×L), from shared x_T and shared per-step noise."""
     x_rgb = randn(shape, generator, cond_rgb)
@@ -105,6 +199,6 @@ def sample_joint(net, sampler: DDIMSampler, cond_rgb: torch.Tensor, cond_depth: 
         t_batch = torch.full((shape[0],), t, dtype=torch.long, device=cond_rgb.device)
         eps_rgb, eps_depth = guided_eps(net, x_rgb, x_depth, t_batch, cond_rgb, cond_depth, guidance_scale)
         noise = randn(shape, generator, cond_rgb) if sampler.eta > 0 else None
-        x_rgb, _ = sampler.step(eps_rgb, t, x_rgb, noise)
-        x_depth, _ = sampler.step(eps_depth, t, x_depth, noise)
+        x_rgb, _ = sampler.step(eps_rgb, t, x_rgb, noise, stream="rgb")
+        x_depth, _ = sampler.step(eps_depth, t, x_depth, noise, stream="depth")
     return x_rgb, x_depth
