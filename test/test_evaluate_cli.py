@@ -33,7 +33,7 @@ def cli_run(synthetic_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     argv = ["--checkpoint", "preset:tiny", "--data", f"synthetic:{synthetic_dir}", "--cond", str(COND),
             "--horizon", str(HORIZON), "--modalities", "rgbd", "--samples", "2", "--steps", "1", "--seed", "5",
-            "--batch-size", "2", "--device", "cpu", "--skip", "fvd", "--out", str(out)]
+            "--sampler", "dpmsolver", "--batch-size", "2", "--device", "cpu", "--skip", "fvd", "--out", str(out)]
     code = main(argv)
     return code, out, json.loads((out / "metrics.json").read_text())
 
@@ -57,6 +57,7 @@ def test_cli_summary_layout(cli_run):
     assert summary["methods"] == list(METHODS) and summary["modalities"] == ["rgb", "depth"]
     assert summary["clips"] == 2 and summary["horizon"] == HORIZON
     assert summary["settings"]["steps"] == 1 and summary["settings"]["seed"] == 5
+    assert summary["settings"]["sampler"] == "dpmsolver"
     assert summary["skipped"] == {"fvd": "--skip"}
     for method in METHODS:
         assert set(summary["results"][method]["rgb"]) == {"ssim", "psnr", "lpips"}
@@ -133,8 +134,8 @@ def test_cli_help_and_argument_errors(capsys):
         main(["--help"])
     assert done.value.code == 0
     help_text = capsys.readouterr().out
-    for option in ("--checkpoint", "--data", "--horizon", "--modalities", "--samples", "--steps", "--seed",
-                   "--device", "--skip", "--out"):
+    for option in ("--checkpoint", "--data", "--horizon", "--modalities", "--samples", "--sampler", "--steps",
+                   "--seed", "--device", "--skip", "--out"):
         assert option in help_text
     with pytest.raises(SystemExit) as done:
         main(["--checkpoint", "x", "--data", "y", "--out", "z", "--samples", "0"])

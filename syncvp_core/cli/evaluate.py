@@ -18,6 +18,7 @@ from tqdm import tqdm
 from syncvp_core import plots
 from syncvp_core.checkpoint import load_model
 from syncvp_core.cli import OneLineParser
+from syncvp_core.config import SAMPLERS
 from syncvp_core.data.datasets import open_dataset
 from syncvp_core.evaluation import HIGHER_IS_BETTER, METHODS, LearnedMetrics, evaluate
 from syncvp_core.metrics.i3d import I3DFeatures
@@ -50,6 +51,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--samples", type=positive_int, default=32,
                         help="clips, spread evenly over the data (32; fewer if the data has fewer)")
     parser.add_argument("--batch-size", type=positive_int, default=4, help="clips per model call (4)")
+    parser.add_argument("--sampler", choices=SAMPLERS, default=None, help="ddim or dpmsolver (default: the config's)")
     parser.add_argument("--steps", type=positive_int, default=None, help="DDIM steps (default: the config's)")
     parser.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the config's)")
     parser.add_argument("--guidance-scale", type=float, default=0.0, help="modality guidance w (0: plain)")
@@ -129,7 +131,8 @@ def run(args) -> dict:
         raise ValueError(f"--cond {args.cond}: this model is conditioned on {cfg.cond_frames} frames")
     dataset = open_dataset(args.data, clip_length=args.cond + args.horizon, size=cfg.resolution, split=args.split)
     indices = pick_clips(dataset, args.samples)
-    predictor = RolloutPredictor(model, steps=args.steps, eta=args.eta, guidance_scale=args.guidance_scale)
+    predictor = RolloutPredictor(model, steps=args.steps, eta=args.eta, guidance_scale=args.guidance_scale,
+                                 sampler=args.sampler)
     metrics = learned_metrics(args.skip, device)
     args.out.mkdir(parents=True, exist_ok=True)
     progress = tqdm(total=len(indices), desc="syncvp-eval", unit="clip", file=sys.stderr)
@@ -146,6 +149,7 @@ def run(args) -> dict:
     summary = result.to_dict()
     sampler = predictor.sampler
     summary["settings"] = {"checkpoint": args.checkpoint, "model": cfg.name, "data": args.data, "split": args.split,
+                           "sampler": args.sampler or cfg.diffusion.sampler,
                            "steps": len(sampler.timesteps), "eta": sampler.eta, "guidance_scale": args.guidance_scale,
                            "seed": args.seed, "device": str(device), "depth_near": cfg.depth_near,
                            "depth_far": cfg.depth_far,
