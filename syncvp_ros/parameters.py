@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from syncvp_core.config import SAMPLERS
+
 RELIABILITIES = ("best_effort", "reliable")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -33,6 +35,8 @@ SPECS = (
     Spec("cpu_threads", 1, "Torch CPU threads for inference (0 = torch's default; 1 is fastest for the tiny "
          "model, whose small ops cost more to split than to run)", (0, 256), read_only=True),
     Spec("horizon", 28, "Predicted frames per prediction", (1, 256)),
+    Spec("sampler", "", "Sampler: ddim or dpmsolver (DPM-Solver++, deterministic, fewer steps; empty = the "
+         "checkpoint's configured sampler)", choices="ddim, dpmsolver or empty"),
     Spec("ddim_steps", 0, "DDIM steps per 8-frame chunk (0 = the checkpoint's configured steps)", (0, 1000)),
     Spec("eta", 1.0, "DDIM eta (0 = deterministic sampling)", (0.0, 1.0)),
     Spec("guidance_scale", 0.0, "Modality guidance scale (0 = off)", (0.0, 20.0)),
@@ -77,6 +81,8 @@ def validate(values: Mapping[str, Any]) -> list[str]:
     errors = []
     if not _DEVICE.fullmatch(str(values["device"])):
         errors.append(f"device {values['device']!r} is not one of: auto, cpu, cuda, cuda:<index>")
+    if values["sampler"] not in ("", *SAMPLERS):
+        errors.append(f"sampler {values['sampler']!r} is not one of: {', '.join(SAMPLERS)} or empty")
     for name in ("qos.input.reliability", "qos.output.reliability"):
         if values[name] not in RELIABILITIES:
             errors.append(f"{name} {values[name]!r} is not one of: {', '.join(RELIABILITIES)}")
@@ -95,6 +101,7 @@ class PredictorParams:
     device: str
     cpu_threads: int
     horizon: int
+    sampler: str
     ddim_steps: int
     eta: float
     guidance_scale: float

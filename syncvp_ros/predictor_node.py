@@ -188,10 +188,10 @@ class PredictorNode(Node):
                 self.slot.done(ok=True)
 
     def _predictor_for(self, p: PredictorParams) -> RolloutPredictor:
-        key = (p.ddim_steps, p.eta, p.guidance_scale)
+        key = (p.sampler, p.ddim_steps, p.eta, p.guidance_scale)
         if key != self._predictor_key:
             self._predictor = RolloutPredictor(self.model, steps=p.ddim_steps or None, eta=p.eta,
-                                               guidance_scale=p.guidance_scale)
+                                               guidance_scale=p.guidance_scale, sampler=p.sampler or None)
             self._predictor_key = key
         return self._predictor
 

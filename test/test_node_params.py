@@ -44,6 +44,7 @@ def test_every_parameter_has_a_description_and_a_consistent_descriptor():
 @pytest.mark.parametrize("change,needle", [
     ({"device": "tpu"}, "device 'tpu'"),
     ({"device": "cuda:x"}, "device"),
+    ({"sampler": "plms"}, "sampler 'plms'"),
     ({"qos.input.reliability": "sometimes"}, "qos.input.reliability"),
     ({"depth.min": 5.0, "depth.max": 5.0}, "depth.min"),
     ({"checkpoint": " "}, "checkpoint"),
@@ -126,6 +127,18 @@ def test_valid_changes_apply_to_the_running_node(node):
     assert (node.params.horizon, node.params.debug_mosaic) == (4, True)
     assert node.buffer.config.sync_slop_ns == 50_000_000
     assert node.buffer.config.stale_timeout_ns["depth"] == 2_000_000_000
+
+
+def test_sampler_choice_applies_to_the_next_prediction(node):
+    from syncvp_core.sampler import DDIMSampler, DPMSolverSampler
+
+    assert isinstance(node._predictor_for(node.params).sampler, DDIMSampler)  # the checkpoint's
+    assert _set(node, sampler="dpmsolver", ddim_steps=6).successful
+    sampler = node._predictor_for(node.params).sampler
+    assert isinstance(sampler, DPMSolverSampler) and len(sampler.timesteps) == 6
+    result = _set(node, sampler="plms")
+    assert not result.successful and "sampler 'plms'" in result.reason
+    assert _set(node, sampler="", ddim_steps=0).successful
 
 
 # ---- start-up errors: one line, non-zero exit ----------------------------------------------------------------
