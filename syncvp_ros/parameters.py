@@ -28,8 +28,8 @@ class Spec:
 
 
 SPECS = (
-    Spec("checkpoint", "bundled", "Model to load: a .safetensors path, 'preset:<name>' (random init) or 'bundled'",
-         read_only=True),
+    Spec("checkpoint", "bundled", "Model to load: a .safetensors path (ours or converted by syncvp-import-reference), "
+         "a directory of the authors' released .pth files, 'preset:<name>' (random init) or 'bundled'", read_only=True),
     Spec("device", "auto", "Inference device; auto = CUDA if available, else CPU with a warning", read_only=True,
          choices="auto, cpu, cuda or cuda:<index>"),
     Spec("cpu_threads", 1, "Torch CPU threads for inference (0 = torch's default; 1 is fastest for the tiny "
