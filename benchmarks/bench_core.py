@@ -1,11 +1,11 @@
 """Per-component latency of syncvp_core on the current device (batch 1, random-init weights of a preset).
 
-    benchmarks/bench_core.py --config tiny [--device auto|cpu|cuda] [--json]
+    benchmarks/bench_core.py --config tiny [--device auto|cpu|cuda] [--sampler ddim|dpmsolver] [--json]
 
-Components: autoencoder encode (2 conditioning frames) and decode (8 frames) per modality, one joint DDIM step
-(both branches + coupling + the two sampler updates), each coupling block as STCA (per plane) and as full
+Components: autoencoder encode (2 conditioning frames) and decode (8 frames) per modality, one joint sampler
+step (both branches + coupling + the two sampler updates; DDIM unless --sampler), each coupling block as STCA (per plane) and as full
 cross-attention over all tokens (the same block with the split switched off), and one 8-frame RGB-D chunk
-(encode, DDIM sampling, decode) at 10 / 25 / 100 steps. Each number is the median of several timed runs after
+(encode, sampling, decode) at 10 / 25 / 100 steps. Each number is the median of several timed runs after
 a warm-up run. Goal on a 2-core CPU: the tiny chunk at 25 steps within 1 s.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from syncvp_core.checkpoint import load_model
 from syncvp_core.cli import OneLineParser
 from syncvp_core.cli.model_info import measure_step
-from syncvp_core.config import PRESETS
+from syncvp_core.config import PRESETS, SAMPLERS
 from syncvp_core.rollout import RolloutPredictor
 from syncvp_core.sampler import guided_eps
 from syncvp_core.stca import STCA
@@ -35,7 +35,7 @@ def median_ms(fn, device: torch.device, repeats: int) -> dict:
 
 
 @torch.inference_mode()
-def run(config: str, device: torch.device, repeats: int) -> dict:
+def run(config: str, device: torch.device, repeats: int, sampler_kind: str = "ddim") -> dict:
     model = load_model(f"preset:{config}", device=device)
     cfg = model.cfg
     g = torch.Generator(device=device).manual_seed(0)
@@ -51,16 +51,16 @@ def run(config: str, device: torch.device, repeats: int) -> dict:
     results["decode_rgb_8f"] = median_ms(lambda: model.decode_rgb(x, tt), device, repeats)
     results["decode_depth_8f"] = median_ms(lambda: model.decode_depth(x, tt), device, repeats)
 
-    predictor = RolloutPredictor(model, steps=100)
+    predictor = RolloutPredictor(model, steps=100, sampler=sampler_kind)
     sampler, t = predictor.sampler, torch.full((1,), 999, device=device)
 
     def joint_step():
         eps_rgb, eps_depth = guided_eps(model.net, x, x, t, cond_rgb, cond_depth)
         noise = torch.randn(x.shape, device=device, generator=g)
-        sampler.step(eps_rgb, 999, x, noise)
-        sampler.step(eps_depth, 999, x, noise)
+        sampler.step(eps_rgb, 999, x, noise, stream="rgb")
+        sampler.step(eps_depth, 999, x, noise, stream="depth")
 
-    results["joint_ddim_step"] = median_ms(joint_step, device, repeats)
+    results[f"joint_{sampler_kind}_step"] = median_ms(joint_step, device, repeats)
 
     # each distinct (token shape, channels) a coupling block sees in the network
     for shape, channels in dict.fromkeys(measure_step(model)["levels"]):
@@ -72,7 +72,7 @@ def run(config: str, device: torch.device, repeats: int) -> dict:
         results[f"coupling_L{shape.tokens}_full"] = median_ms(lambda: full(h_rgb, h_depth, shape), device, repeats)
 
     for steps in CHUNK_STEPS:
-        predictor = RolloutPredictor(model, steps=steps)
+        predictor = RolloutPredictor(model, steps=steps, sampler=sampler_kind)
         results[f"chunk_8f_{steps}_steps"] = median_ms(
             lambda: predictor.predict(rgb, depth, horizon=tt, generator=g), device, max(1, repeats // 2))
     return results
@@ -82,6 +82,7 @@ def main(argv=None) -> int:
     parser = OneLineParser(prog="bench_core.py", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="tiny", help=f"preset: {', '.join(PRESETS)} (default tiny)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    parser.add_argument("--sampler", choices=SAMPLERS, default="ddim", help="sampler to time (default ddim)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per component (default 5)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -99,8 +100,8 @@ def main(argv=None) -> int:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
 
-    latency = run(args.config, device, args.repeats)
-    report = {"config": args.config, "device": str(device),
+    latency = run(args.config, device, args.repeats, args.sampler)
+    report = {"config": args.config, "sampler": args.sampler, "device": str(device),
               "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                               else f"{platform.machine()} CPU, {os.cpu_count()} cores"),
               "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "batch": 1,
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"syncvp_core latency, config {args.config}, {report['device']} ({report['device_name']}), "
+        print(f"syncvp_core latency, config {args.config}, {args.sampler}, {report['device']} ({report['device_name']}), "
               f"{report['torch_threads']} torch threads, batch 1, load average {report['load_average_1min']:.1f}")
         print(f"  {'median of runs':<32}{'wall ms':>10}{'CPU ms':>10}")
         for name, ms in latency.items():
