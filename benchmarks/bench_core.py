@@ -1,12 +1,15 @@
 """Per-component latency of syncvp_core on the current device (batch 1, random-init weights of a preset).
 
     benchmarks/bench_core.py --config tiny [--device auto|cpu|cuda] [--sampler ddim|dpmsolver] [--json]
+    benchmarks/bench_core.py --config reference-paper-128   (the reference family beside our paper-128)
 
 Components: autoencoder encode (2 conditioning frames) and decode (8 frames) per modality, one joint sampler
 step (both branches + coupling + the two sampler updates; DDIM unless --sampler), each coupling block as STCA (per plane) and as full
 cross-attention over all tokens (the same block with the split switched off), and one 8-frame RGB-D chunk
 (encode, sampling, decode) at 10 / 25 / 100 steps. Each number is the median of several timed runs after
 a warm-up run. Goal on a 2-core CPU: the tiny chunk at 25 steps within 1 s.
+A `reference-*` config times the reference family (syncvp_core.reference, random weights of the released
+architecture; no coupling ablation) as `reference_*` beside our matching preset as `ours_*`, in one run.
 """
 from __future__ import annotations
 
@@ -21,12 +24,15 @@ from syncvp_core.checkpoint import load_model
 from syncvp_core.cli import OneLineParser
 from syncvp_core.cli.model_info import measure_step
 from syncvp_core.config import PRESETS, SAMPLERS
+from syncvp_core.reference import build
+from syncvp_core.reference.config import PRESETS as REFERENCE_PRESETS
 from syncvp_core.rollout import RolloutPredictor
 from syncvp_core.sampler import guided_eps
 from syncvp_core.stca import STCA
 from timing import median_seconds  # benchmarks/timing.py, beside this script
 
 CHUNK_STEPS = (10, 25, 100)
+OURS_BESIDE = {"reference-paper-128": "paper-128", "reference-fixture": "tiny"}  # our preset timed beside each
 
 
 def median_ms(fn, device: torch.device, repeats: int) -> dict:
@@ -36,7 +42,12 @@ def median_ms(fn, device: torch.device, repeats: int) -> dict:
 
 @torch.inference_mode()
 def run(config: str, device: torch.device, repeats: int, sampler_kind: str = "ddim") -> dict:
-    model = load_model(f"preset:{config}", device=device)
+    if config in REFERENCE_PRESETS:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = build(REFERENCE_PRESETS[config], device).eval()
+    else:
+        model = load_model(f"preset:{config}", device=device)
     cfg = model.cfg
     g = torch.Generator(device=device).manual_seed(0)
     size, tc, tt = cfg.resolution, cfg.cond_frames, cfg.target_frames
@@ -63,7 +74,8 @@ def run(config: str, device: torch.device, repeats: int, sampler_kind: str = "dd
     results[f"joint_{sampler_kind}_step"] = median_ms(joint_step, device, repeats)
 
     # each distinct (token shape, channels) a coupling block sees in the network
-    for shape, channels in dict.fromkeys(measure_step(model)["levels"]):
+    levels = [] if config in REFERENCE_PRESETS else measure_step(model)["levels"]
+    for shape, channels in dict.fromkeys(levels):
         h_rgb, h_depth = (torch.randn(1, channels, shape.tokens, device=device, generator=g) for _ in range(2))
         split = STCA(channels, cfg.coupling.heads, cfg.unet.norm_groups).to(device)
         full = STCA(channels, cfg.coupling.heads, cfg.unet.norm_groups, split_planes=False).to(device)
@@ -80,15 +92,16 @@ def run(config: str, device: torch.device, repeats: int, sampler_kind: str = "dd
 
 def main(argv=None) -> int:
     parser = OneLineParser(prog="bench_core.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="tiny", help=f"preset: {', '.join(PRESETS)} (default tiny)")
+    parser.add_argument("--config", default="tiny",
+                        help=f"preset: {', '.join([*PRESETS, *REFERENCE_PRESETS])} (default tiny)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     parser.add_argument("--sampler", choices=SAMPLERS, default="ddim", help="sampler to time (default ddim)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per component (default 5)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
-    if args.config not in PRESETS:
-        parser.error(f"unknown config {args.config!r}: use one of {', '.join(PRESETS)}")
+    if args.config not in PRESETS and args.config not in REFERENCE_PRESETS:
+        parser.error(f"unknown config {args.config!r}: use one of {', '.join([*PRESETS, *REFERENCE_PRESETS])}")
     if args.device not in ("auto", "cpu", "cuda"):
         parser.error(f"unknown device {args.device!r}: use auto, cpu or cuda")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -100,7 +113,12 @@ def main(argv=None) -> int:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
 
-    latency = run(args.config, device, args.repeats, args.sampler)
+    if args.config in REFERENCE_PRESETS:
+        pair = (("ours", OURS_BESIDE[args.config]), ("reference", args.config))
+        latency = {f"{who}_{name}": ms for who, config in pair
+                   for name, ms in run(config, device, args.repeats, args.sampler).items()}
+    else:
+        latency = run(args.config, device, args.repeats, args.sampler)
     report = {"config": args.config, "sampler": args.sampler, "device": str(device),
               "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                               else f"{platform.machine()} CPU, {os.cpu_count()} cores"),

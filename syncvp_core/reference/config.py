@@ -1,6 +1,6 @@
 """Architecture of a reference-family model: every size the released files imply, plus the depth codec and the
 diffusion settings. `load.infer_config` reads it off the tensors; `PAPER_128` is the released Cityscapes model
-(FORMAT.md §1), used to build it without the files (key test, benchmark).
+(FORMAT.md §1), used to build it without the files (key test, benchmark; `PRESETS`).
 
 The object answers what rollout, evaluation and node ask of `model.cfg` (`name`, `resolution`, `cond_frames`,
 `target_frames`, `depth_near`/`depth_far`, `diffusion`, `target_shape()`, `cond_shape()`, `to_dict()`).
@@ -94,3 +94,10 @@ class ReferenceConfig:
 
 
 PAPER_128 = ReferenceConfig()
+# built with random weights for benchmarks: the released model, and the compat fixture's reduced widths at 64×64
+PRESETS = {
+    "reference-paper-128": PAPER_128,
+    "reference-fixture": ReferenceConfig(name="reference-fixture", resolution=64,
+                                         autoencoder=ReferenceAutoencoderConfig(width=16, layers=2),
+                                         unet=ReferenceUNetConfig(model_channels=32)),
+}

@@ -3,7 +3,7 @@
 
     x = GN_1(x_plane), y = GN_2(y_plane)                          GroupNorm statistics per plane
     Q_x, V_x, Q_y, V_y = 1×1 convs (with bias) of x and y          no key projections
-    heads: the channel-first C×Lp buffer VIEWED as Lp×heads×d      (head h of "token" i = flat [iC + hd, iC + hd + d))
+    heads: the channel-first C×Lp buffer VIEWED as Lp×heads×d  (head h of "token" i = flat [iC + hd, iC + hd + d))
     A = Q_x Q_yᵀ / sqrt(d);  x_out = softmax(A) V_y;  y_out = softmax(Aᵀ) V_x
     x' = x + W_x_out(x_out),  y' = y + W_y_out(y_out)             residual on the NORMALISED input, no gating
 
