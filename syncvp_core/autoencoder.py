@@ -6,7 +6,15 @@ small Transformer that collapses one axis of the token grid into a learned summa
 A 1×1 projection to `embed_dim` channels and tanh give latents in [-1, 1] (no KL/VQ, no scaling).
 
 Decoder: 1×1 projection of each plane back to the token width, broadcast-sum of the three planes to a
-T×H'×W' grid, a second TimeSformer, and a per-frame transposed conv to pixels (sigmoid, to [-1, 1]).
+T×H'×W' grid, a second TimeSformer, and an output head per frame:
+- "linear" (the paper's): one transposed conv (kernel = stride = patch) to pixels, sigmoid to [-1, 1]; every token
+  paints its own patch, which shows as blocks at the patch size while the decoder is young.
+- "conv": a transposed conv to `head_channels` feature maps, then 3×3 convs across patch borders.
+With `decoder_context` (ours, docs/model.md) the conv head also sees the frame before the clip at full resolution
+(with a mask: 1 where that frame has a valid pixel) and its output is a residual on it, out = clamp(base + r),
+base = the context frame where it is valid and 0 elsewhere; the last conv starts at zero, so a fresh decoder
+returns the context frame and the latent only has to carry what changes. Without a context frame (a modality
+that did not condition the prediction) the mask is 0 and the latent carries the whole frame.
 
 Positions are learned axial embeddings (frame + row + column, added once before each TimeSformer)
 instead of the reference's rotary embeddings: simpler, 0.1 % of the parameters, and a clip shorter
@@ -116,6 +124,28 @@ class AxisProjector(nn.Module):
         return x[:, 0]
 
 
+class ConvHead(nn.Module):
+    """Per-frame tokens -> pixels through full-resolution feature maps; optionally a residual on a context frame."""
+
+    def __init__(self, cfg: AutoencoderConfig, channels: int):
+        super().__init__()
+        hc, self.context = cfg.head_channels, cfg.decoder_context
+        extra = channels + 1 if self.context else 0  # context frame + its valid mask
+        self.up = nn.ConvTranspose2d(cfg.width, hc, kernel_size=cfg.patch, stride=cfg.patch)
+        self.refine = nn.Sequential(nn.GELU(), nn.Conv2d(hc + extra, hc, 3, padding=1), nn.GELU(),
+                                    nn.Conv2d(hc, hc, 3, padding=1), nn.GELU(), nn.Conv2d(hc, channels, 3, padding=1))
+        if self.context:  # a fresh decoder returns its context frame exactly
+            nn.init.zeros_(self.refine[-1].weight)
+            nn.init.zeros_(self.refine[-1].bias)
+
+    def forward(self, tokens: Tensor, base: Tensor | None, mask: Tensor | None) -> Tensor:
+        """tokens N×D×H'×W'; base N×C×H×W (model space, 0 where absent) and mask N×1×H×W, for context heads."""
+        h = self.up(tokens)
+        if not self.context:
+            return 2 * torch.sigmoid(self.refine(h)) - 1
+        return (base + self.refine(torch.cat([h, base, mask], 1))).clamp(-1.0, 1.0)
+
+
 class TriplaneAutoencoder(nn.Module):
     def __init__(self, cfg: AutoencoderConfig, channels: int, resolution: int, frames: Sequence[int]):
         super().__init__()
@@ -134,7 +164,10 @@ class TriplaneAutoencoder(nn.Module):
         self.to_latent = nn.ModuleList(nn.Linear(w, cfg.embed_dim) for _ in range(3))  # xy, tw, th
         self.from_latent = nn.ModuleList(nn.Linear(cfg.embed_dim, w) for _ in range(3))
         self.decoder = TimeSformer(cfg, longest, self.grid)
-        self.to_pixels = nn.ConvTranspose2d(w, channels, kernel_size=p, stride=p)
+        if cfg.output_head == "conv":
+            self.head = ConvHead(cfg, channels)
+        else:
+            self.to_pixels = nn.ConvTranspose2d(w, channels, kernel_size=p, stride=p)
 
     def plane_shape(self, frames: int) -> TriplaneShape:
         if frames not in self.frames:
@@ -154,13 +187,33 @@ class TriplaneAutoencoder(nn.Module):
         planes = [torch.tanh(proj(x)).permute(0, 3, 1, 2) for proj, x in zip(self.to_latent, (xy, tw, th))]
         return shape.join(*planes)
 
-    def decode(self, latent: Tensor, frames: int) -> Tensor:
-        """B×embed_dim×L latent -> B×C×T×H×W in [-1, 1]."""
+    def decode(self, latent: Tensor, frames: int, context: Tensor | None = None,
+               context_valid: Tensor | None = None) -> Tensor:
+        """B×embed_dim×L latent -> B×C×T×H×W in [-1, 1].
+
+        A context decoder takes `context` B×C×H×W in [-1, 1] (the frame before the clip; None: no context) and
+        `context_valid` B×1×H×W bool (its valid pixels; default all, all False for a sample without context).
+        Other decoders ignore both."""
         shape = self.plane_shape(frames)
         xy, tw, th = (proj(x.permute(0, 2, 3, 1)) for proj, x in zip(self.from_latent, shape.split(latent)))
         # broadcast-sum to B×T×H'×W'×D: xy repeats over t, tw over rows, th over columns
         h = self.decoder(xy[:, None] + tw[:, :, None] + th[:, :, :, None])
         b, t, g, _, d = h.shape
-        pixels = self.to_pixels(h.reshape(b * t, g, g, d).permute(0, 3, 1, 2))
-        video = 2 * torch.sigmoid(pixels) - 1
+        tokens = h.reshape(b * t, g, g, d).permute(0, 3, 1, 2)
+        if self.cfg.output_head == "linear":
+            video = 2 * torch.sigmoid(self.to_pixels(tokens)) - 1
+        else:
+            base, mask = self._context(b, latent, context, context_valid)
+            video = self.head(tokens, None if base is None else base.repeat_interleave(t, 0),
+                              None if mask is None else mask.repeat_interleave(t, 0))
         return video.view(b, t, self.channels, self.resolution, self.resolution).transpose(1, 2)
+
+    def _context(self, batch: int, like: Tensor, context: Tensor | None, valid: Tensor | None):
+        """(base, mask) of a context head: the context frame where valid, else 0; the mask as a float."""
+        if not self.cfg.decoder_context:
+            return None, None
+        size = (batch, 1, self.resolution, self.resolution)
+        if context is None:
+            return like.new_zeros((batch, self.channels, *size[2:])), like.new_zeros(size)
+        mask = (torch.ones(size, dtype=torch.bool, device=like.device) if valid is None else valid).to(like.dtype)
+        return context.to(like.dtype) * mask, mask

@@ -26,6 +26,7 @@ FORMAT = "syncvp"
 FORMAT_VERSION = "1"
 BUNDLED_PATH = Path(__file__).resolve().parent / "weights" / "tiny.safetensors"
 PRESET_SEED = 0
+OPTIONAL_PREFIXES = ("latent_stats.",)  # weights a file may lack (written before they existed)
 
 
 class CheckpointError(RuntimeError):
@@ -90,15 +91,21 @@ def load_checkpoint(path, expected_config: SyncVPConfig | None = None, device="c
                                   + "; ".join(diff))
     model = SyncVP(cfg)
     try:
-        safetensors.torch.load_model(model, str(path), strict=True)
+        missing, unexpected = safetensors.torch.load_model(model, str(path), strict=False)
     except (RuntimeError, OSError, SafetensorError) as e:
         raise CheckpointError(f"checkpoint {path} does not fit its config's model: {_one_line(e)}") from None
+    # files from before latent standardisation lack only the statistics, which then stay the identity
+    missing = [k for k in missing if not k.startswith(OPTIONAL_PREFIXES)]
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {path} does not fit its config's model: "
+                              + _one_line(ValueError(f"missing {missing[:5]}, unexpected {unexpected[:5]}")))
     step = int(metadata["step"]) if metadata.get("step") else None
     return Checkpoint(model.to(device).eval(), step, json.loads(metadata.get("extra") or "{}"))
 
 
 def load_model(spec: str, device="cpu") -> SyncVP:
-    """A ready model (eval mode, on `device`) from a checkpoint path, "preset:NAME" or "bundled"."""
+    """A ready model (eval mode, on `device`) from a checkpoint path, "preset:NAME", "bundled" or a directory of
+    the authors' released files; a file whose metadata says `family` = "reference" builds the reference family."""
     spec = str(spec)
     if spec.startswith("preset:"):
         name = spec.removeprefix("preset:")
@@ -113,8 +120,14 @@ def load_model(spec: str, device="cpu") -> SyncVP:
             raise CheckpointError(f"the bundled model file {BUNDLED_PATH} does not exist yet "
                                   "(train one with syncvp-train, or pass a checkpoint path or preset:NAME)")
         spec = str(BUNDLED_PATH)
+    if Path(spec).is_dir():  # the authors' released .pth files (docs/reference-checkpoints.md)
+        from syncvp_core.reference import load_directory  # lazy: the reference family imports this module
+        return load_directory(spec, device)
     if not Path(spec).is_file():
         raise CheckpointError(f"checkpoint file {spec} not found (give a path, preset:NAME or bundled)")
+    if read_metadata(spec).get("family") == "reference":  # converted by syncvp-import-reference
+        from syncvp_core.reference import load_converted
+        return load_converted(spec, device)
     return load_checkpoint(spec, device=device).model
 
 

@@ -16,6 +16,8 @@ from .planes import TriplaneShape
 COUPLING_KINDS = ("stca", "full", "two_way", "none", "single_network")
 COUPLING_SLOTS = ("deep", "all")
 SAMPLERS = ("ddim", "dpmsolver")  # sampler.make_sampler; here so that a config is checked without torch
+OUTPUT_HEADS = ("linear", "conv")
+DEPTH_MAPPINGS = ("inverse", "log")  # see depth.py
 
 
 @dataclass
@@ -31,6 +33,15 @@ class AutoencoderConfig:
     projector_heads: int = 4
     projector_head_dim: int = 24
     projector_mlp: int = 512
+    output_head: str = "linear"  # "linear": one transposed conv per token (the paper's); "conv": + two 3×3 convs
+    head_channels: int = 32  # feature maps of the conv head at full resolution
+    decoder_context: bool = False  # decode on the frame before the clip (residual; ours, docs/model.md)
+
+    def __post_init__(self):
+        if self.output_head not in OUTPUT_HEADS:
+            raise ValueError(f"output_head {self.output_head!r} not in {OUTPUT_HEADS}")
+        if self.decoder_context and self.output_head != "conv":
+            raise ValueError("decoder_context needs output_head 'conv' (the context enters the conv head)")
 
 
 @dataclass
@@ -84,6 +95,7 @@ class SyncVPConfig:
     target_frames: int = 8
     depth_near: float = 1.0  # metres; nearer depths saturate at model value +1
     depth_far: float = 80.0  # metres; farther depths (and invalid pixels) map to -1
+    depth_mapping: str = "inverse"  # metres -> model space: "inverse" (the paper's) or "log" (depth.py)
     shared_autoencoder: bool = True  # one AE per modality for both clip lengths
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
@@ -95,6 +107,8 @@ class SyncVPConfig:
             raise ValueError(f"resolution {self.resolution} is not a multiple of patch {self.autoencoder.patch}")
         if not 0 < self.depth_near < self.depth_far:
             raise ValueError("need 0 < depth_near < depth_far")
+        if self.depth_mapping not in DEPTH_MAPPINGS:
+            raise ValueError(f"depth_mapping {self.depth_mapping!r} not in {DEPTH_MAPPINGS}")
         # every UNet level halves T, H' and W' of the target planes
         self.target_shape().downsampled(2 ** (len(self.unet.channel_mult) - 1))
 
@@ -129,14 +143,17 @@ PRESETS: dict[str, SyncVPConfig] = {
     "tiny": SyncVPConfig(
         name="tiny",
         resolution=64,
+        depth_far=256.0,  # covers the synthetic generator's 250 m sensor range
+        depth_mapping="log",
         shared_autoencoder=True,
         autoencoder=AutoencoderConfig(width=96, patch=8, layers=2, heads=4, head_dim=24, ff_mult=2,
                                       embed_dim=8, projector_layers=1, projector_heads=4,
-                                      projector_head_dim=24, projector_mlp=192),
+                                      projector_head_dim=24, projector_mlp=192,
+                                      output_head="conv", head_channels=16, decoder_context=True),
         unet=UNetConfig(model_channels=40, channel_mult=(1, 2), num_res_blocks=1,
                         attention_levels=(1,), heads=4, norm_groups=8),
         coupling=CouplingConfig(kind="stca", slots="deep", heads=4),
-        diffusion=DiffusionConfig(sampling_steps=25),
+        diffusion=DiffusionConfig(prediction="v", sampling_steps=25),
     ),
     "paper-64": SyncVPConfig(name="paper-64", resolution=64, shared_autoencoder=False),
     "paper-128": SyncVPConfig(name="paper-128", resolution=128, shared_autoencoder=False),

@@ -6,7 +6,7 @@ so alpha_bar at t=999 is about 1.42e-4. The network predicts the noise (epsilon)
 The joint loss noises the RGB and depth target latents at ONE timestep per sample with ONE shared noise tensor
 (the reference's `same_noise`; `shared_noise=False` draws independent noise and `shared_timestep=False` an
 independent depth timestep, for the ablations) and sums the two
-epsilon MSEs. Before the call, cross-modality guidance dropout picks per sample which conditioning the network
+epsilon MSEs (or v MSEs, for a v-prediction model). Before the call, cross-modality guidance dropout picks per sample which conditioning the network
 sees: both, RGB only or depth only (50/25/25 by default, F6). A dropped modality's conditioning latent is exactly
 zero; its target is untouched, so both targets stay the same temporally aligned window (F4).
 """
@@ -94,7 +94,8 @@ def drop_conditioning(cond_rgb: torch.Tensor, cond_depth: torch.Tensor, modes: t
 
 def joint_loss(net, schedule: NoiseSchedule, x_rgb: torch.Tensor, x_depth: torch.Tensor,
                cond_rgb: torch.Tensor, cond_depth: torch.Tensor, generator: torch.Generator | None = None,
-               shared_noise: bool = True, dropout_probs=(0.5, 0.25, 0.25), shared_timestep: bool = True):
+               shared_noise: bool = True, dropout_probs=(0.5, 0.25, 0.25), shared_timestep: bool = True,
+               prediction: str = "eps"):
     """L_rgb + L_depth for one batch of target latents x_* (B×c×L) and conditioning latents cond_* (B×c×L_cond).
 
     `net(x_rgb_t, x_depth_t, t, cond_rgb, cond_depth, t_depth) -> (eps_rgb, eps_depth)`. Returns (loss, parts)
@@ -113,9 +114,14 @@ def joint_loss(net, schedule: NoiseSchedule, x_rgb: torch.Tensor, x_depth: torch
     modes = draw_guidance_modes(batch, dropout_probs, generator, x_rgb.device)
     cond_rgb, cond_depth = drop_conditioning(cond_rgb, cond_depth, modes)
 
-    eps_rgb, eps_depth = net(schedule.q_sample(x_rgb, t, noise_rgb),
+    out_rgb, out_depth = net(schedule.q_sample(x_rgb, t, noise_rgb),
                              schedule.q_sample(x_depth, t_depth, noise_depth), t, cond_rgb, cond_depth, t_depth)
-    loss_rgb = F.mse_loss(eps_rgb, noise_rgb)
-    loss_depth = F.mse_loss(eps_depth, noise_depth)
+
+    def target(x0, noise, steps):
+        a = schedule.alphas_cumprod.to(x0.device)[steps].to(x0.dtype).reshape(-1, *([1] * (x0.dim() - 1)))
+        return training_target(prediction, x0, noise, a)
+
+    loss_rgb = F.mse_loss(out_rgb, target(x_rgb, noise_rgb, t))
+    loss_depth = F.mse_loss(out_depth, target(x_depth, noise_depth, t_depth))
     parts = {"rgb": loss_rgb.detach(), "depth": loss_depth.detach(), "modes": modes, "t": t, "t_depth": t_depth}
     return loss_rgb + loss_depth, parts

@@ -57,14 +57,40 @@ class SyncVPNet(nn.Module):
         return rgb.head(h_rgb, shape), depth.head(h_depth, shape)
 
 
+class LatentStatistics(nn.Module):
+    """Per-channel mean and std of one modality's latents at one clip length, measured on the training set after
+    stage 1 (`measure`); diffusion runs on (z - mean) / std. Identity (0, 1) until measured, so a model without
+    them (an old checkpoint, or before stage 1 ends) behaves as before."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(channels, 1))
+        self.register_buffer("std", torch.ones(channels, 1))
+
+    def standardise(self, latent: Tensor) -> Tensor:
+        return (latent - self.mean) / self.std
+
+    def restore(self, latent: Tensor) -> Tensor:
+        return latent * self.std + self.mean
+
+    @torch.no_grad()
+    def measure(self, latents: Tensor) -> None:
+        """Set from raw latents N×c×L (the std floored, so a constant channel does not blow up)."""
+        self.mean.copy_(latents.mean((0, 2))[:, None])
+        self.std.copy_(latents.std((0, 2)).clamp_min(1e-3)[:, None])
+
+
 class SyncVP(nn.Module):
-    """Everything a checkpoint holds: the joint net and one autoencoder per modality (and per clip
-    length unless `cfg.shared_autoencoder`)."""
+    """Everything a checkpoint holds: the joint net, one autoencoder per modality (and per clip length unless
+    `cfg.shared_autoencoder`) and the latent statistics of each modality and clip length."""
 
     def __init__(self, cfg: SyncVPConfig):
         super().__init__()
         self.cfg = cfg
         self.net = SyncVPNet(cfg)
+        self.latent_stats = nn.ModuleDict({
+            self.stats_key(m, f): LatentStatistics(cfg.autoencoder.embed_dim)
+            for m in ("rgb", "depth") for f in (cfg.cond_frames, cfg.target_frames)})
 
         def autoencoder(channels, frames):
             return TriplaneAutoencoder(cfg.autoencoder, channels, cfg.resolution, frames)
@@ -83,24 +109,52 @@ class SyncVP(nn.Module):
         key = f"{modality}_cond" if frames == self.cfg.cond_frames and not self.cfg.shared_autoencoder else modality
         return self.autoencoders[key]
 
+    @staticmethod
+    def stats_key(modality: str, frames: int) -> str:
+        return f"{modality}_{frames}f"
+
+    def model_space(self, modality: str, video: Tensor) -> tuple[Tensor, Tensor]:
+        """What the autoencoder sees: RGB B×T×3×H×W in [0, 1] or depth B×T×H×W metres -> (B×C×T×H×W in
+        [-1, 1], valid mask like it; invalid depth is filled with far)."""
+        if modality == "rgb":
+            x = video.transpose(1, 2) * 2 - 1
+            return x, torch.ones_like(x, dtype=torch.bool)
+        x, valid = depth_to_model(video, self.cfg.depth_near, self.cfg.depth_far, self.cfg.depth_mapping)
+        return x.unsqueeze(1), valid.unsqueeze(1)
+
+    def encode(self, modality: str, video: Tensor) -> Tensor:
+        """A clip of `modality` (as for `model_space`) -> its standardised B×c×L latent."""
+        x, _ = self.model_space(modality, video)
+        frames = x.shape[2]
+        raw = self.autoencoder_for(modality, frames).encode(x)
+        return self.latent_stats[self.stats_key(modality, frames)].standardise(raw)
+
+    def decode(self, modality: str, latent: Tensor, frames: int, context: Tensor | None = None) -> Tensor:
+        """A standardised latent -> model-space B×C×T×H×W. `context` is the frame before the clip (B×3×H×W in
+        [0, 1] or B×H×W metres), used by a context decoder and ignored otherwise; None: no context."""
+        raw = self.latent_stats[self.stats_key(modality, frames)].restore(latent)
+        ctx = valid = None
+        if context is not None:
+            ctx, valid = self.model_space(modality, context.unsqueeze(1))
+            ctx, valid = ctx[:, :, 0], valid[:, :1, 0]
+        return self.autoencoder_for(modality, frames).decode(raw, frames, ctx, valid)
+
     def encode_rgb(self, rgb01: Tensor) -> Tensor:
         """B×T×3×H×W in [0, 1] -> B×c×L latent."""
-        return self.autoencoder_for("rgb", rgb01.shape[1]).encode(rgb01.transpose(1, 2) * 2 - 1)
+        return self.encode("rgb", rgb01)
 
     def encode_depth(self, depth_m: Tensor) -> Tensor:
         """B×T×H×W metres (NaN/inf/<=0 invalid, encoded as far) -> B×c×L latent."""
-        x, _ = depth_to_model(depth_m, self.cfg.depth_near, self.cfg.depth_far)
-        return self.autoencoder_for("depth", depth_m.shape[1]).encode(x.unsqueeze(1))
+        return self.encode("depth", depth_m)
 
     def decode_rgb(self, latent: Tensor, frames: int, context: Tensor | None = None) -> Tensor:
-        """-> B×T×3×H×W in [0, 1]. `context` (B×3×H×W in [0, 1]) is the frame before the clip, used by a
-        context decoder and ignored otherwise."""
-        return (self.autoencoder_for("rgb", frames).decode(latent, frames).transpose(1, 2) + 1) / 2
+        """-> B×T×3×H×W in [0, 1]; `context` B×3×H×W in [0, 1] (see `decode`)."""
+        return (self.decode("rgb", latent, frames, context).transpose(1, 2) + 1) / 2
 
     def decode_depth(self, latent: Tensor, frames: int, context: Tensor | None = None) -> Tensor:
-        """-> B×T×H×W metres in [near, far]. `context` (B×H×W metres) as for `decode_rgb`."""
-        x = self.autoencoder_for("depth", frames).decode(latent, frames)[:, 0]
-        return model_to_depth(x, self.cfg.depth_near, self.cfg.depth_far)
+        """-> B×T×H×W metres in [near, far]; `context` B×H×W metres (see `decode`)."""
+        x = self.decode("depth", latent, frames, context)[:, 0]
+        return model_to_depth(x, self.cfg.depth_near, self.cfg.depth_far, self.cfg.depth_mapping)
 
     @staticmethod
     def quantise_rgb(rgb01: Tensor) -> Tensor:

@@ -31,6 +31,10 @@ from syncvp_core.model import SyncVP
 from syncvp_core.sampler import make_sampler, sample_joint
 
 
+class PredictionCancelled(Exception):
+    """`predict` stopped because its `should_stop` said so (e.g. the node is shutting down)."""
+
+
 @dataclass
 class Prediction:
     rgb: torch.Tensor  # B×horizon×3×H×W in [0, 1]
@@ -60,7 +64,13 @@ class RolloutPredictor:
 
     @torch.inference_mode()
     def predict(self, rgb: torch.Tensor | None = None, depth: torch.Tensor | None = None, horizon: int = 28,
-                generator: torch.Generator | None = None) -> Prediction:
+                generator: torch.Generator | None = None, should_stop=None) -> Prediction:
+        """`should_stop()` (optional) is asked before every network evaluation; True raises PredictionCancelled,
+        so a long rollout ends within one step."""
+        def check():
+            if should_stop is not None and should_stop():
+                raise PredictionCancelled("prediction cancelled")
+
         cfg, k = self.model.cfg, self.samples
         batch, out_device = self._check_inputs(rgb, depth, horizon)
         device = next(self.model.parameters()).device
@@ -82,7 +92,7 @@ class RolloutPredictor:
                 cond_rgb = self.model.encode_rgb(self.model.quantise_rgb(rgb_chunks[-1][:, -cfg.cond_frames:]))
                 cond_depth = self.model.encode_depth(depth_chunks[-1][:, -cfg.cond_frames:])
             x_rgb, x_depth = sample_joint(self.model.net, self.sampler, cond_rgb, cond_depth, shape,
-                                          self.guidance_scale, generator)
+                                          self.guidance_scale, generator, before_step=check)
             self.chunk_calls += 1
             rgb_chunk = self.model.decode_rgb(x_rgb, cfg.target_frames, context=last_rgb).clamp(0, 1)
             depth_chunk = self.model.decode_depth(x_depth, cfg.target_frames, context=last_depth)

@@ -191,11 +191,14 @@ def guided_eps(net, x_rgb, x_depth, t: torch.Tensor, cond_rgb, cond_depth, guida
 
 
 def sample_joint(net, sampler: DDIMSampler | DPMSolverSampler, cond_rgb: torch.Tensor, cond_depth: torch.Tensor, shape,
-                 guidance_scale: float = 0.0, generator: torch.Generator | None = None):
-    """Target latents (x_rgb, x_depth), each of `shape` (B×c×L), from shared x_T and shared per-step noise."""
+                 guidance_scale: float = 0.0, generator: torch.Generator | None = None, before_step=None):
+    """Target latents (x_rgb, x_depth), each of `shape` (B×c×L), from shared x_T and shared per-step noise.
+    `before_step()`, if given, runs before every network evaluation (the rollout's cancellation check)."""
     x_rgb = randn(shape, generator, cond_rgb)
     x_depth = x_rgb.clone()
     for t in sampler.timesteps:
+        if before_step is not None:
+            before_step()
         t_batch = torch.full((shape[0],), t, dtype=torch.long, device=cond_rgb.device)
         eps_rgb, eps_depth = guided_eps(net, x_rgb, x_depth, t_batch, cond_rgb, cond_depth, guidance_scale)
         noise = randn(shape, generator, cond_rgb) if sampler.eta > 0 else None

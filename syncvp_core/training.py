@@ -52,12 +52,12 @@ from tqdm import tqdm
 from syncvp_core.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
 from syncvp_core.config import get_config
 from syncvp_core.data.datasets import open_dataset
-from syncvp_core.depth import depth_to_model
-from syncvp_core.diffusion import NoiseSchedule, joint_loss, randn
+from syncvp_core.diffusion import NoiseSchedule, joint_loss, randn, training_target
 from syncvp_core.metrics.lpips import load_lpips
 from syncvp_core.metrics.weights import MissingWeightsError
 from syncvp_core.model import SyncVP
 from syncvp_core.sampler import DDIMSampler, sample_joint
+from syncvp_core.train.latents import LatentCache, measure_latent_statistics
 
 STAGES = ("autoencoder", "diffusion", "joint")
 MODALITIES = ("rgb", "depth")
@@ -94,6 +94,9 @@ class TrainConfig:
     max_steps: int = _opt(1000, "stop after this many optimiser steps (also the length of the cosine schedule)")
     max_time: float | str | None = _opt(None, "stop after this much wall time in this invocation: seconds, or a "
                                         "number with s, m or h (30m, 1.5h)", type=str)
+    time_budget: float | str | None = _opt(None, "wall time of the whole run, resumes included (a duration like "
+                                           "--max-time): stops when spent, and the cosine follows whichever of "
+                                           "steps and time is further along", type=str)
     batch_size: int = _opt(4, "clips per step and process")
     lr: float | None = _opt(None, "peak learning rate (default: 1e-4 for stages 1-2, 1e-5 for joint)", type=float)
     min_lr_ratio: float = _opt(0.01, "final learning rate of the cosine as a fraction of --lr")
@@ -103,6 +106,9 @@ class TrainConfig:
     grad_clip: float = _opt(1.0, "clip the global gradient norm to this (0: off)")
     ema_decay: float = _opt(0.999, "EMA decay (warmed up as min(decay, (1+n)/(10+n)))")
     lpips_weight: float = _opt(1.0, "weight of the LPIPS term next to L1 (0: L1 only)", stages=("autoencoder",))
+    context_dropout: float = _opt(0.1, "share of clips whose decoder gets no context frame (a context decoder "
+                                  "must also decode a modality that did not condition the prediction)",
+                                  stages=("autoencoder",))
     cond_dropout: float = _opt(0.25, "probability that a sample's conditioning is zeroed (what the joint model's "
                                "modality dropout will show the branch)", stages=("diffusion",))
     shared_noise: bool = _opt(True, "one noise tensor for both modalities", stages=("joint",))
@@ -130,6 +136,7 @@ class TrainConfig:
         self.lr = STAGE_LR[self.stage] if self.lr is None else self.lr
         self.betas, self.init = tuple(self.betas), list(self.init)
         self.max_time = None if self.max_time is None else parse_duration(self.max_time)
+        self.time_budget = None if self.time_budget is None else parse_duration(self.time_budget)
         if min(self.max_steps, self.batch_size, self.val_batches, self.log_every, self.ckpt_every) < 1:
             raise TrainingError("max_steps, batch_size, val_batches, log_every and ckpt_every must be >= 1")
         if not self.data:
@@ -160,21 +167,14 @@ def parse_duration(text) -> float:
 
 # ---------------------------------------------------------------------------------------------- stage objectives
 
-def model_space_video(batch: dict, modality: str, frames: slice, cfg) -> tuple[torch.Tensor, torch.Tensor]:
-    """The frames of a clip batch as the autoencoder sees them: (B×C×T×H×W in [-1, 1], valid mask like it)."""
-    if modality == "rgb":
-        x = batch["rgb"][:, frames].transpose(1, 2) * 2 - 1
-        return x, torch.ones_like(x, dtype=torch.bool)
-    x, valid = depth_to_model(batch["depth"][:, frames], cfg.depth_near, cfg.depth_far)
-    return x.unsqueeze(1), valid.unsqueeze(1)
-
-
 def clip_latents(model: SyncVP, batch: dict, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(conditioning latent, target latent) of one modality of a (cond + target)-frame clip batch."""
-    encode = model.encode_rgb if modality == "rgb" else model.encode_depth
+    """(conditioning latent, target latent) of one modality of a (cond + target)-frame clip batch: from the
+    latent cache when the batch carries cached latents, else encoded now."""
+    if f"{modality}.cond" in batch:
+        return batch[f"{modality}.cond"], batch[f"{modality}.target"]
     video, cond_frames = batch[modality], model.cfg.cond_frames
     with torch.no_grad():
-        return encode(video[:, :cond_frames]), encode(video[:, cond_frames:])
+        return model.encode(modality, video[:, :cond_frames]), model.encode(modality, video[:, cond_frames:])
 
 
 SAMPLE_CLIPS = 2  # validation clips shown in the sample image
@@ -192,8 +192,8 @@ def truth_and_prediction(model: SyncVP, batch: dict, modality: str, latent: torc
     """Model-space (truth, prediction) clips of one modality: the prediction is the true conditioning frames
     followed by the decoded target latent."""
     cfg = model.cfg
-    real, _ = model_space_video(batch, modality, slice(0, cfg.cond_frames + cfg.target_frames), cfg)
-    decoded = model.autoencoder_for(modality, cfg.target_frames).decode(latent, cfg.target_frames)
+    real, _ = model.model_space(modality, batch[modality][:, :cfg.cond_frames + cfg.target_frames])
+    decoded = model.decode(modality, latent, cfg.target_frames, context=batch[modality][:, cfg.cond_frames - 1])
     return real, torch.cat([real[:, :, :cfg.cond_frames], decoded], dim=2)
 
 
@@ -211,25 +211,36 @@ class AutoencoderObjective(nn.Module):
     """Reconstruction loss of one modality's autoencoder, on every clip length it is trained for."""
 
     def __init__(self, model: SyncVP, modality: str, frames: tuple[int, ...], lpips: nn.Module | None,
-                 lpips_weight: float):
+                 lpips_weight: float, context_dropout: float = 0.0):
         super().__init__()
         self.model, self.modality, self.frames = model, modality, frames
         self.lpips, self.lpips_weight = lpips, lpips_weight  # LPIPS is frozen; the objective is never saved
+        self.context_dropout = context_dropout
 
     def windows(self, frames: int) -> slice:
         # the conditioning AE learns the first frames of a clip, the target AE the frames after them
         cond = self.model.cfg.cond_frames
         return slice(0, frames) if frames == cond else slice(cond, cond + frames)
 
-    def reconstruct(self, batch: dict, frames: int):
-        x, valid = model_space_video(batch, self.modality, self.windows(frames), self.model.cfg)
+    def reconstruct(self, batch: dict, frames: int, generator: torch.Generator | None = None):
+        """(x, valid, reconstruction) of one window; a context decoder gets the frame before the window (none for
+        the window at the start of the clip), dropped for a `context_dropout` share of the clips."""
+        window, video = self.windows(frames), batch[self.modality]
+        x, valid = self.model.model_space(self.modality, video[:, window])
         autoencoder = self.model.autoencoder_for(self.modality, frames)
-        return x, valid, autoencoder.decode(autoencoder.encode(x), frames)
+        context = context_valid = None
+        if self.model.cfg.autoencoder.decoder_context and window.start > 0:
+            context, context_valid = self.model.model_space(self.modality, video[:, window.start - 1:window.start])
+            context, context_valid = context[:, :, 0], context_valid[:, :1, 0]
+            if generator is not None and self.context_dropout > 0:
+                keep = torch.rand(len(x), generator=generator, device=generator.device) >= self.context_dropout
+                context_valid = context_valid & keep.to(x.device)[:, None, None, None]
+        return x, valid, autoencoder.decode(autoencoder.encode(x), frames, context, context_valid)
 
     def forward(self, batch: dict, generator: torch.Generator):
         total, parts = 0.0, {}
         for frames in self.frames:
-            x, valid, recon = self.reconstruct(batch, frames)
+            x, valid, recon = self.reconstruct(batch, frames, generator)
             # invalid depth pixels carry no target: they count neither in L1 nor in LPIPS
             l1 = ((recon - x).abs() * valid).sum() / valid.expand_as(x).sum().clamp_min(1)
             loss, parts[f"l1_{frames}f"] = l1, l1.detach()
@@ -269,15 +280,17 @@ class DiffusionObjective(nn.Module):
         t = torch.randint(0, self.schedule.timesteps, (b,), generator=generator, device=gen_device).to(target.device)
         noise = randn(target.shape, generator, target)
         keep = torch.rand(b, generator=generator, device=gen_device).to(target.device) >= self.cond_dropout
-        eps = self.branch(self.schedule.q_sample(target, t, noise), t, cond * keep[:, None, None])
-        loss = F.mse_loss(eps, noise)
+        output = self.branch(self.schedule.q_sample(target, t, noise), t, cond * keep[:, None, None])
+        a = self.schedule.alphas_cumprod.to(target.device)[t].to(target.dtype)[:, None, None]
+        loss = F.mse_loss(output, training_target(self.model.cfg.diffusion.prediction, target, noise, a))
         return loss, {self.modality: loss.detach()}
 
     @torch.no_grad()
     def samples(self, batch: dict, generator: torch.Generator, sample_steps: int) -> torch.Tensor:
         """Per clip: truth, prediction (DDIM from the true conditioning frames)."""
         cond, target = clip_latents(self.model, batch, self.modality)
-        sampler = DDIMSampler(self.schedule, sample_steps, self.model.cfg.diffusion.eta)
+        dc = self.model.cfg.diffusion
+        sampler = DDIMSampler(self.schedule, sample_steps, dc.eta, dc.prediction)
         predicted, _ = sample_joint(single_branch_net(self.branch), sampler, cond, cond, target.shape,
                                     generator=generator)
         return to_image(*truth_and_prediction(self.model, batch, self.modality, predicted))
@@ -299,14 +312,16 @@ class JointObjective(nn.Module):
         cond_rgb, rgb, cond_depth, depth = self.latents(batch)
         diffusion = self.model.cfg.diffusion
         loss, parts = joint_loss(self.model.net, self.schedule, rgb, depth, cond_rgb, cond_depth, generator,
-                                 diffusion.shared_noise, diffusion.dropout_probs, diffusion.shared_timestep)
+                                 diffusion.shared_noise, diffusion.dropout_probs, diffusion.shared_timestep,
+                                 diffusion.prediction)
         return loss, {m: parts[m] for m in MODALITIES}
 
     @torch.no_grad()
     def samples(self, batch: dict, generator: torch.Generator, sample_steps: int) -> torch.Tensor:
         """Per clip: RGB truth, RGB prediction, depth truth, depth prediction (conditioned on RGB-D)."""
         cond_rgb, rgb, cond_depth, _ = self.latents(batch)
-        sampler = DDIMSampler(self.schedule, sample_steps, self.model.cfg.diffusion.eta)
+        dc = self.model.cfg.diffusion
+        sampler = DDIMSampler(self.schedule, sample_steps, dc.eta, dc.prediction)
         predicted = sample_joint(self.model.net, sampler, cond_rgb, cond_depth, rgb.shape, generator=generator)
         return to_image(*(video for modality, latent in zip(MODALITIES, predicted)
                           for video in truth_and_prediction(self.model, batch, modality, latent)))
@@ -318,6 +333,11 @@ def autoencoder_prefixes(model: SyncVP, modality: str, frames) -> list[str]:
     """State-dict prefixes of the autoencoder(s) that encode `modality` clips of these lengths."""
     key = {id(ae): k for k, ae in model.autoencoders.items()}
     return sorted({f"autoencoders.{key[id(model.autoencoder_for(modality, f))]}" for f in frames})
+
+
+def statistics_prefixes(model: SyncVP, modality: str) -> list[str]:
+    """State-dict prefixes of the latent statistics of `modality` (every clip length)."""
+    return sorted(f"latent_stats.{k}" for k in model.latent_stats if k.startswith(f"{modality}_"))
 
 
 def trained_prefixes(cfg: TrainConfig, model: SyncVP) -> list[str]:
@@ -410,7 +430,8 @@ def initial_model(cfg: TrainConfig, say) -> tuple[SyncVP, list[str]]:
 
 def make_objective(cfg: TrainConfig, model: SyncVP, lpips: nn.Module | None) -> nn.Module:
     if cfg.stage == "autoencoder":
-        return AutoencoderObjective(model, cfg.modality, autoencoder_frames(cfg, model), lpips, cfg.lpips_weight)
+        return AutoencoderObjective(model, cfg.modality, autoencoder_frames(cfg, model), lpips, cfg.lpips_weight,
+                                    cfg.context_dropout)
     if cfg.stage == "diffusion":
         return DiffusionObjective(model, cfg.modality, cfg.cond_dropout)
     return JointObjective(model)
@@ -428,11 +449,14 @@ def load_perceptual(cfg: TrainConfig, device, say) -> nn.Module | None:
 
 # ------------------------------------------------------------------------------------------ optimisation helpers
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at max_steps."""
+def learning_rate(cfg: TrainConfig, step: int, seconds: float = 0.0) -> float:
+    """Linear warm-up to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at max_steps (or, with a time budget,
+    at whichever end comes first: `seconds` is the run's training time so far)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    if cfg.time_budget:
+        progress = max(progress, min(1.0, seconds / cfg.time_budget))
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
@@ -490,14 +514,14 @@ def to_device(batch: dict, device) -> dict:
 # ---------------------------------------------------------------------------------------------- checkpoint files
 
 def save_run(out: Path, cfg: TrainConfig, step: int, model: SyncVP, ema: EMA, optimizer, provides: list[str],
-             extra: dict) -> None:
+             extra: dict, seconds: float = 0.0) -> None:
     """Write the training state, then the EMA model file (each atomically; resume checks that the steps match)."""
     trained = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     opt = optimizer.state_dict()
     tensors = {f"weights.{n}": p.contiguous() for n, p in trained.items()}
     tensors.update({f"adam.{i}.{k}": v.contiguous() for i, s in opt["state"].items() for k, v in s.items()})
     metadata = {"step": str(step), "train_config": json.dumps(dataclasses.asdict(cfg)),
-                "param_groups": json.dumps(opt["param_groups"])}
+                "param_groups": json.dumps(opt["param_groups"]), "seconds": f"{seconds:.3f}"}
     _replace(out / STATE_FILE, lambda p: safetensors.torch.save_file(tensors, str(p), metadata=metadata))
     meta = {"stage": cfg.stage, "provides": provides, "train_config": dataclasses.asdict(cfg), **extra}
     if cfg.stage != "joint":
@@ -524,7 +548,7 @@ def _read_state_metadata(out: Path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         return {"step": int(meta["step"]), "train_config": json.loads(meta["train_config"]),
-                "param_groups": json.loads(meta["param_groups"])}
+                "param_groups": json.loads(meta["param_groups"]), "seconds": float(meta.get("seconds", 0))}
     except (OSError, SafetensorError, KeyError, ValueError) as e:
         raise TrainingError(f"{path} is not a readable training state ({e})") from None
 
@@ -702,7 +726,12 @@ def _train(cfg: TrainConfig, resume: bool, env: Distributed, say) -> dict:
 
     train_set, val_set = open_data(cfg, model.cfg)
     val_batches = validation_batches(val_set, cfg)
+    pixel_set = train_set
+    if cfg.stage != "autoencoder":  # the autoencoders are frozen: encode every clip once
+        modalities = MODALITIES if cfg.stage == "joint" else (cfg.modality,)
+        train_set = LatentCache(ema.model, train_set, modalities, out, say)
     data = batches(train_set, cfg, env.rank, env.world, step)
+    seconds_before = _read_state_metadata(out)["seconds"] if resume else 0.0
 
     log = None
     if env.main:
@@ -716,10 +745,16 @@ def _train(cfg: TrainConfig, resume: bool, env: Distributed, say) -> dict:
     started, start_step, saved_step = time.monotonic(), step, step
     last: dict = {}
     val: dict = {}
+
+    def seconds() -> float:  # training time of the whole run
+        return seconds_before + time.monotonic() - started
+
     while step < cfg.max_steps:
-        if cfg.max_time is not None and env.agree(time.monotonic() - started >= cfg.max_time):
+        out_of_time = (cfg.max_time is not None and time.monotonic() - started >= cfg.max_time
+                       or cfg.time_budget is not None and seconds() >= cfg.time_budget)
+        if env.agree(out_of_time):
             break
-        lr = learning_rate(cfg, step)
+        lr = learning_rate(cfg, step, seconds())
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = to_device(next(data), env.device)
@@ -742,7 +777,7 @@ def _train(cfg: TrainConfig, resume: bool, env: Distributed, say) -> dict:
         if cfg.val_every and step % cfg.val_every == 0:
             val = run_validation(ema_objective, val_batches, cfg, env, autocast, log, step)
         if step % cfg.ckpt_every == 0:
-            save_run(out, cfg, step, model, ema, optimizer, provides, {"val": val})
+            save_run(out, cfg, step, model, ema, optimizer, provides, {"val": val}, seconds())
             saved_step = step
     bar.close()
 
@@ -756,14 +791,19 @@ def _train(cfg: TrainConfig, resume: bool, env: Distributed, say) -> dict:
         return {}
     if val.get("step") != step:
         val = run_validation(ema_objective, val_batches, cfg, env, autocast, log, step)
+    extra = {"val": val}
+    if cfg.stage == "autoencoder":  # stage 2 diffuses standardised latents: measure them with the final weights
+        extra["latent_statistics"] = measure_latent_statistics(ema.model, pixel_set, cfg.modality)
+        provides = merge_prefixes(provides, statistics_prefixes(ema.model, cfg.modality))
+        saved_step = None
     if saved_step != step or not (out / MODEL_FILE).is_file():
-        save_run(out, cfg, step, model, ema, optimizer, provides, {"val": val})
+        save_run(out, cfg, step, model, ema, optimizer, provides, extra, seconds())
     log.close()
     elapsed = time.monotonic() - started
     summary = {"stage": cfg.stage, "modality": None if cfg.stage == "joint" else cfg.modality, "step": step,
                "steps_this_run": step - start_step, "seconds": round(elapsed, 1),
                "it_per_s": round((step - start_step) / max(elapsed, 1e-9), 3),
-               "stopped_by": "max_steps" if step >= cfg.max_steps else "max_time",
+               "stopped_by": "max_steps" if step >= cfg.max_steps else "time",
                "train": last, "val": val, "checkpoint": str(out / MODEL_FILE), "processes": env.world,
                "device": str(env.device), "replica_fingerprints": fingerprints}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -4,6 +4,7 @@
   syncvp-train diffusion   --modality rgb   --data synthetic:DIR --init build/train/ae_rgb/model.safetensors ...
   syncvp-train joint --data synthetic:DIR --init build/train/diff_rgb/model.safetensors \\
                                                  build/train/diff_depth/model.safetensors
+  syncvp-train recipe --out build/bundled --budget 100m      (all of it: data, stages, export, evaluation)
 Settings come from the TrainConfig defaults, then --config YAML, then flags. Multi-GPU or multi-node:
   torchrun --nproc_per_node N $(which syncvp-train) joint ...
 """
@@ -20,8 +21,10 @@ import yaml
 
 from syncvp_core.checkpoint import CheckpointError
 from syncvp_core.data.clips import DataError
-from syncvp_core.cli import OneLineParser
-from syncvp_core.training import STAGES, TrainConfig, TrainingError, export_model, saved_config, train
+from syncvp_core.cli import POSITIVE_INT, OneLineParser
+from syncvp_core.train import recipe as recipe_module
+from syncvp_core.training import (STAGES, TrainConfig, TrainingError, export_model, parse_duration, saved_config,
+                                  train)
 
 STAGE_HELP = {
     "autoencoder": "stage 1: the triplane autoencoder of one modality (L1 + LPIPS)",
@@ -45,6 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
         for f in dataclasses.fields(TrainConfig):
             if stage in f.metadata["stages"]:
                 _add_option(sub, f)
+    recipe = stages.add_parser("recipe", help="the bundled model end to end: data, three stages in one time "
+                               "budget, export, held-out evaluation (resumable)",
+                               description=recipe_module.__doc__.split("\n\n")[0])
+    recipe.add_argument("--out", type=Path, required=True, help="folder of the stages' runs, logs and the model")
+    recipe.add_argument("--budget", required=True, help="wall time of the three stages, e.g. 100m or 2.5h")
+    recipe.add_argument("--model", default="tiny", help="model preset (default: tiny)")
+    recipe.add_argument("--data", help="training data spec (default: generate synthetic data into OUT/data)")
+    recipe.add_argument("--test-data", help="held-out data spec with a 'test' split (default: generate, seed 1)")
+    recipe.add_argument("--sequences", type=POSITIVE_INT, default=320, help="generated training sequences (320)")
+    recipe.add_argument("--test-sequences", type=POSITIVE_INT, default=60, help="generated held-out sequences (60)")
+    recipe.add_argument("--frames", type=POSITIVE_INT, default=30, help="frames per generated sequence (30)")
+    recipe.add_argument("--eval-samples", type=POSITIVE_INT, default=60, help="held-out clips evaluated (60)")
+    recipe.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads in all (2: two 1-thread "
+                        "stages side by side)")
+    recipe.add_argument("--json", action="store_true", help="print the recipe summary as JSON")
     export = stages.add_parser("export", help="copy a checkpoint with its weights in float16 (to ship it)",
                                description="copy a checkpoint with its weights stored in a smaller float type")
     export.add_argument("checkpoint", help="model.safetensors of a run")
@@ -121,15 +139,26 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def recipe(args: argparse.Namespace) -> int:
+    summary = recipe_module.run(recipe_module.Recipe(
+        out=args.out, budget_s=parse_duration(args.budget), model=args.model, data=args.data,
+        test_data=args.test_data, sequences=args.sequences, test_sequences=args.test_sequences, frames=args.frames,
+        eval_samples=args.eval_samples, threads=args.threads), say=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(summary) if args.json else f"model {summary['model']}; evaluation {summary['evaluation']}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.stage == "export":
             return export(args)
+        if args.stage == "recipe":
+            return recipe(args)
         cfg, resume = resolve_config(args)
         summary = train(cfg, resume)
-    except (TrainingError, CheckpointError, DataError) as e:  # DataError: a clip file broken mid-run
+    except (TrainingError, CheckpointError, DataError, recipe_module.RecipeError) as e:  # DataError: a clip file broken mid-run
         parser.exit(2, f"syncvp-train {args.stage}: {e}\n")
     if summary:  # rank 0
         if getattr(args, "json", False):

@@ -1,0 +1,1 @@
+"""Training SyncVP: the stages' pieces and the end-to-end recipe of the bundled model (docs/training.md)."""
