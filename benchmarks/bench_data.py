@@ -14,7 +14,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from syncvp_core.data.synthetic import generate_sequence, write_dataset
+from syncvp_core.data.synthetic.files import write_dataset
+from syncvp_core.data.synthetic.sequence import generate_sequence
 
 CASES = [  # (size, samples per pixel side, also write to disk)
     (64, 2, False), (64, 1, False), (64, 2, True), (128, 2, False), (128, 1, False),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from syncvp_core.data import synthetic
+from syncvp_core.data.synthetic.sequence import generate_sequence
 from syncvp_ros import bags
 from syncvp_ros.image_conversion import DEPTH_ENCODINGS, RGB_ENCODINGS, array_to_image
 
@@ -143,7 +143,7 @@ def write_synthetic_bag(path, spec: SynthSpec, topics: CameraTopics, storage: st
     """Renders the drive, then writes it frame by frame (calling `progress(1)` per frame); messages per topic."""
     clock_type = bags.typestore().types["rosgraph_msgs/msg/Clock"]
     with bags.BagWriter(path, storage) as bag:
-        drive = synthetic.generate_sequence(spec.seed, 0, spec.frames, spec.size, spec.rate)
+        drive = generate_sequence(spec.seed, 0, spec.frames, spec.size, spec.rate)
         k = drive.scene.intrinsics
         bag.add_topic(topics.clock, "rosgraph_msgs/msg/Clock", [CLOCK_QOS])
         for topic, msgtype in ((topics.rgb_info, "sensor_msgs/msg/CameraInfo"), (topics.rgb, "sensor_msgs/msg/Image"),

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
-from syncvp_core.data.synthetic import generate_sequence
+from syncvp_core.data.synthetic.sequence import generate_sequence
 from syncvp_ros import bag_cli, bags
 from syncvp_ros.processes import ChildProcess
 

@@ -6,7 +6,7 @@ import pathlib
 import pytest
 from PIL import Image
 
-from syncvp_core.data.synthetic import write_dataset
+from syncvp_core.data.synthetic.files import write_dataset
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_sampler.py"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -11,7 +11,7 @@ import torch
 import syncvp_core
 from syncvp_core.checkpoint import load_model, model_id
 from syncvp_core.config import get_config
-from syncvp_core.data.synthetic import generate_sequence
+from syncvp_core.data.synthetic.sequence import generate_sequence
 from syncvp_core.rollout import RolloutPredictor
 from syncvp_ros.parameters import DEFAULTS
 

@@ -9,11 +9,11 @@ from PIL import Image
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from syncvp_core.data import synthetic
 from syncvp_core.data.cityscapes import DisparityToDepth
-from syncvp_core.data.clips import DataError
+from syncvp_core.data.errors import DataError
 from syncvp_core.data.datasets import open_dataset
 from syncvp_core.data.rosbag import depth_metres, pair_by_stamp
+from syncvp_core.data.synthetic.files import write_dataset
 from syncvp_core.image_msg import image_to_array, rgb_from_image
 
 FX_B = 2262.52 * 0.209313  # Cityscapes focal length (px) × baseline (m)
@@ -42,7 +42,7 @@ def check_clip(clip: dict, frames: int, size: int) -> None:
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    synthetic.write_dataset(root, sequences=3, frames=6, size=16, seed=1, val=1)
+    write_dataset(root, sequences=3, frames=6, size=16, seed=1, val=1)
     return root
 
 

@@ -11,7 +11,8 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from syncvp_core.cli.evaluate import main
-from syncvp_core.data.synthetic import SensorModel, write_dataset
+from syncvp_core.data.synthetic.files import write_dataset
+from syncvp_core.data.synthetic.sequence import SensorModel
 from syncvp_core.evaluation import COPY_LAST, METHODS, LearnedMetrics, evaluate
 from syncvp_core.metrics import weights
 

@@ -1,12 +1,15 @@
 """The synthetic RGB-D driving generator: determinism, exact geometry, ego-motion, sensor model, on-disk format."""
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
 
-from syncvp_core.data import synthetic
-from syncvp_core.data.synthetic import Boxes, SensorModel, apply_sensor, generate_sequence, random_scene, render
+from syncvp_core.config import get_config
+from syncvp_core.data.synthetic import files, render
+from syncvp_core.data.synthetic.scene import PLAIN, Boxes, random_scene
+from syncvp_core.data.synthetic.sequence import SensorModel, apply_sensor, generate_sequence
 
 
 def empty_road(size=48, speed=10.0, seed=0):
@@ -26,7 +29,7 @@ def test_same_seed_same_sequence_and_other_seed_differs():
 
 def test_flat_road_depth_is_the_pinhole_ground_plane_and_the_sky_is_invalid():
     scene = empty_road()
-    rgb, depth = render(scene, [0.0, 0.5])
+    rgb, depth = render.render(scene, [0.0, 0.5])
     k = scene.intrinsics
     v = np.arange(scene.size, dtype=np.float64)
     below = v > k[1, 2]
@@ -39,9 +42,9 @@ def test_flat_road_depth_is_the_pinhole_ground_plane_and_the_sky_is_invalid():
 
 def test_a_wall_ahead_has_its_distance_as_depth_and_its_colour_in_rgb():
     red = (0.9, 0.05, 0.05)
-    wall = Boxes.from_rows([((-50.0, 0.0, 20.0), (50.0, 30.0, 21.0), 0.0, red, synthetic.PLAIN, (1.0, 1.0))])
+    wall = Boxes.from_rows([((-50.0, 0.0, 20.0), (50.0, 30.0, 21.0), 0.0, red, PLAIN, (1.0, 1.0))])
     scene = dataclasses.replace(empty_road(speed=8.0), boxes=wall, fog_distance=1e9)
-    rgb, depth = render(scene, [0.0, 1.0])
+    rgb, depth = render.render(scene, [0.0, 1.0])
     for frame, time in enumerate([0.0, 1.0]):
         on_wall = np.isclose(depth[frame], 20.0 - 8.0 * time, rtol=1e-5)
         # the wall covers the horizon row band; nearer pixels below are road, and no pixel sees the sky
@@ -62,7 +65,7 @@ def test_screen_culling_keeps_every_box_hit():
     times = np.array([0.0, 0.9])
     for samples in (1, 2):
         dirs = scene.ray_directions(samples).astype(np.float64)
-        t_box, index, _ = synthetic._intersect_boxes(scene, times, dirs.astype(np.float32), samples)
+        t_box, index, _ = render._intersect_boxes(scene, times, dirs.astype(np.float32), samples)
         for k, time in enumerate(times):
             origin = scene.camera_position(time)
             lo, hi = scene.boxes.at(time)
@@ -95,7 +98,7 @@ def test_ego_motion_makes_the_road_flow_outward_and_downward():
     # no fog here: it changes a point's colour with its distance, which the pure-motion warp below ignores
     scene = dataclasses.replace(empty_road(size=64, speed=12.0), fog_distance=1e9)
     dt = 0.1
-    rgb, _ = render(scene, [0.0, dt])
+    rgb, _ = render.render(scene, [0.0, dt])
     assert np.abs(rgb[1] - rgb[0]).mean() > 0.005  # consecutive frames differ
     rows = slice(scene.size // 2 + 8, scene.size)  # road rows
     now = rgb[1][rows]
@@ -131,6 +134,17 @@ def test_sensor_noise_grows_with_depth_and_holes_and_range_are_invalid():
         SensorModel(hole_fraction=1.0)
 
 
+def test_default_sensor_range_keeps_depth_inside_the_tiny_models_range():
+    """At 128² the road just below the horizon lies beyond 250 m: the default sensor reports it as invalid."""
+    seq = generate_sequence(seed=0, frames=1, size=128, samples=1)
+    _, exact = render.render(seq.scene, [0.0], samples=1)
+    far = exact > 250.0
+    assert far.any() and np.nanmax(seq.depth) <= SensorModel().max_range <= get_config("tiny").depth_far
+    assert np.array_equal(np.isnan(seq.depth), np.isnan(exact) | far)
+    unlimited = generate_sequence(seed=0, frames=1, size=128, sensor=SensorModel(max_range=math.inf), samples=1)
+    np.testing.assert_array_equal(unlimited.depth, exact)
+
+
 def test_generated_depth_has_holes_when_asked():
     clean = generate_sequence(seed=2, frames=2, size=32)
     holey = generate_sequence(seed=2, frames=2, size=32, sensor=SensorModel(hole_fraction=0.1))
@@ -139,9 +153,9 @@ def test_generated_depth_has_holes_when_asked():
 
 
 def test_write_dataset_writes_sequences_and_meta_with_splits(tmp_path):
-    meta = synthetic.write_dataset(tmp_path, sequences=3, frames=4, size=16, seed=5, val=1)
+    meta = files.write_dataset(tmp_path, sequences=3, frames=4, size=16, seed=5, val=1)
     on_disk = json.loads((tmp_path / "meta.json").read_text())
-    assert on_disk == meta and on_disk["format"] == synthetic.FORMAT
+    assert on_disk == meta and on_disk["format"] == files.FORMAT
     assert on_disk["splits"] == {"train": ["seq_00000.npz", "seq_00001.npz"], "val": ["seq_00002.npz"], "test": []}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.json", "seq_00000.npz", "seq_00001.npz",
                                                           "seq_00002.npz"]  # no temporary files left behind

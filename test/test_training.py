@@ -11,7 +11,7 @@ import torch
 from syncvp_core.checkpoint import load_checkpoint, load_model, save_checkpoint
 from syncvp_core.cli.train import main, read_yaml
 from syncvp_core.config import AutoencoderConfig, CouplingConfig, SyncVPConfig, UNetConfig
-from syncvp_core.data.synthetic import write_dataset
+from syncvp_core.data.synthetic.files import write_dataset
 from syncvp_core.model import SyncVP
 from syncvp_core.training import (MODEL_FILE, STATE_FILE, TrainConfig, batches, initial_model, learning_rate,
                                   train)

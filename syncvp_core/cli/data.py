@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -19,9 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from syncvp_core.cli import COUNT, FRACTION, POSITIVE, POSITIVE_INT, OneLineParser
-from syncvp_core.data import synthetic
-
-
+from syncvp_core.data.synthetic.files import write_dataset
+from syncvp_core.data.synthetic.sequence import DEFAULT_MAX_RANGE, SensorModel
 
 
 def _add_clip_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--depth-noise", type=FRACTION, default=0.0,
                        help="relative depth noise at 10 m, growing with depth like stereo (default 0)")
     synth.add_argument("--holes", type=FRACTION, default=0.0, help="fraction of depth pixels lost in blobs")
-    synth.add_argument("--max-range", type=POSITIVE, default=math.inf, help="depth sensor range in metres")
+    synth.add_argument("--max-range", type=POSITIVE, default=DEFAULT_MAX_RANGE,
+                       help=f"depth sensor range in metres, farther depth is invalid (default {DEFAULT_MAX_RANGE:g}, inside the tiny model's 256 m; inf: unlimited)")
     synth.add_argument("--samples", type=POSITIVE_INT, default=2,
                        help="antialiasing: samples×samples RGB rays per pixel (default 2)")
     synth.add_argument("--workers", type=POSITIVE_INT, default=1, help="processes (default 1)")
@@ -73,12 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _synth(args) -> dict:
-    sensor = synthetic.SensorModel(args.depth_noise, args.holes, args.max_range)
+    sensor = SensorModel(args.depth_noise, args.holes, args.max_range)
     started = time.perf_counter()
     with tqdm(total=args.sequences, unit="seq", desc="synth", disable=None) as bar:
-        meta = synthetic.write_dataset(args.out, args.sequences, args.frames, args.size, args.seed,
-                                       args.val_sequences, args.test_sequences, args.fps, sensor, args.samples,
-                                       args.workers, args.overwrite, bar.update)
+        meta = write_dataset(args.out, args.sequences, args.frames, args.size, args.seed, args.val_sequences,
+                             args.test_sequences, args.fps, sensor, args.samples, args.workers, args.overwrite,
+                             bar.update)
     seconds = time.perf_counter() - started
     frames = args.sequences * args.frames
     return {"out": str(args.out), "sequences": args.sequences, "frames": args.frames, "size": args.size,

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from syncvp_core.checkpoint import CheckpointError
-from syncvp_core.data.clips import DataError
+from syncvp_core.data.errors import DataError
 from syncvp_core.cli import POSITIVE_INT, OneLineParser
 from syncvp_core.train import recipe as recipe_module
 from syncvp_core.training import (STAGES, TrainConfig, TrainingError, export_model, parse_duration, saved_config,

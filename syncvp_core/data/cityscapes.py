@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .clips import DataError, FileSequence, image_values
+from .clips import FileSequence, image_values
+from .errors import DataError
 
 NAME = re.compile(r"(?P<city>.+)_(?P<seq>\d{6})_(?P<frame>\d{6})(?:_[^/]*)?\.png")
 SPLITS = ("train", "val", "test")

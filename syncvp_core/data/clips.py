@@ -16,17 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import DataError
 from .transforms import resize_depth, resize_rgb
 
 log = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """A data file is missing, corrupt or not in the expected format; the message names the file."""
-
-    def __init__(self, path, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
 
 
 class FrameSequence(Protocol):

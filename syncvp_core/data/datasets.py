@@ -1,4 +1,4 @@
-"""`open_dataset(spec, ...)`: every data source as a `ClipDataset`, and the synthetic data set's loader.
+"""`open_dataset(spec, ...)`: every data source as a `ClipDataset`.
 
 Specs are `KIND:PATH` with optional `?key=value&key=value` options (docs/data.md lists them):
     synthetic:DIR                                  written by `syncvp-data synth`
@@ -9,70 +9,14 @@ Every kind takes `skip_bad=1` to go on past unreadable files (each logged once) 
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import zipfile
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-import numpy as np
-
-from . import synthetic
-from .clips import ClipDataset, DataError
+from .clips import ClipDataset
+from .errors import DataError
+from .synthetic.files import synthetic_sequences
 
 KINDS = ("synthetic", "cityscapes", "folder", "rosbag")
-
-
-@dataclasses.dataclass(frozen=True)
-class NpzSequence:
-    """One `seq_*.npz` of the synthetic format: rgb uint8 T×H×W×3, depth float T×H×W metres (NaN invalid)."""
-
-    path: Path
-    length: int
-
-    @property
-    def name(self) -> str:
-        return self.path.stem
-
-    def __len__(self) -> int:
-        return self.length
-
-    def read(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            # opened here, not by np.load, which leaks the handle when the zip is corrupt
-            with open(self.path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-                rgb, depth = npz["rgb"], npz["depth"]
-        except FileNotFoundError:
-            raise DataError(self.path, "file not found") from None
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            raise DataError(self.path, f"corrupt sequence file ({err})") from None
-        if rgb.dtype != np.uint8 or rgb.ndim != 4 or rgb.shape[3] != 3 or depth.shape != rgb.shape[:3]:
-            raise DataError(self.path, f"expected rgb uint8 T×H×W×3 and depth T×H×W, got {rgb.shape} {depth.shape}")
-        if len(rgb) < self.length:
-            raise DataError(self.path, f"has {len(rgb)} frames, meta.json says {self.length}")
-        return rgb[indices], depth[indices].astype(np.float32)
-
-
-def synthetic_sequences(root: Path, split: str | None) -> list[NpzSequence]:
-    """The sequences of a `syncvp-data synth` folder; split None means all of them."""
-    meta_path = root / "meta.json"
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise DataError(meta_path, "not found; is this a folder written by `syncvp-data synth`?") from None
-    except (OSError, ValueError) as err:
-        raise DataError(meta_path, f"cannot parse ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != synthetic.FORMAT:
-        raise DataError(meta_path, f"not a {synthetic.FORMAT} meta.json")
-    splits = meta["splits"]
-    if split is None:
-        names = [name for files in splits.values() for name in files]
-    elif splits.get(split):
-        names = splits[split]
-    else:
-        nonempty = sorted(name for name, files in splits.items() if files)
-        raise ValueError(f"{root}: split {split!r} has no sequences; use one of {', '.join(nonempty)} or None")
-    return [NpzSequence(root / name, int(meta["frames"])) for name in sorted(names)]
 
 
 class _Options:

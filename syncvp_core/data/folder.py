@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .clips import DataError, FileSequence, image_values, natural_key, report_skipped
+from .clips import FileSequence, image_values, natural_key, report_skipped
+from .errors import DataError
 
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEPTH_SUFFIXES = (".png", ".npy")

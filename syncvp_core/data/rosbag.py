@@ -16,7 +16,8 @@ from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 
 from ..image_msg import image_to_array, rgb_from_image
-from .clips import DataError, check_same_aspect
+from .clips import check_same_aspect
+from .errors import DataError
 from .transforms import resize_depth, resize_rgb
 
 log = logging.getLogger(__name__)

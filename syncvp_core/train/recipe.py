@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from syncvp_core.data.synthetic import write_dataset
+from syncvp_core.data.synthetic.files import write_dataset
 
 STAGE_SHARES = {"autoencoder": 0.55, "diffusion": 0.25, "joint": 0.12}  # the rest: caching, export, evaluation
 MODALITIES = ("rgb", "depth")
