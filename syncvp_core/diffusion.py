@@ -102,13 +102,8 @@ def joint_loss(net, schedule: NoiseSchedule, x_rgb: torch.Tensor, x_depth: torch
     where parts holds the detached per-modality losses, the drawn guidance modes and both timesteps.
     """
     batch = x_rgb.shape[0]
-
-    def timesteps():
-        return torch.randint(0, schedule.timesteps, (batch,), generator=generator,
-                             device=draw_device(generator, x_rgb.device)).to(x_rgb.device)
-
-    t = timesteps()
-    t_depth = t if shared_timestep else timesteps()
+    t = random_timesteps(schedule, batch, generator, x_rgb.device)
+    t_depth = t if shared_timestep else random_timesteps(schedule, batch, generator, x_rgb.device)
     noise_rgb = randn(x_rgb.shape, generator, x_rgb)
     noise_depth = noise_rgb if shared_noise else randn(x_depth.shape, generator, x_depth)
     modes = draw_guidance_modes(batch, dropout_probs, generator, x_rgb.device)
@@ -116,12 +111,32 @@ def joint_loss(net, schedule: NoiseSchedule, x_rgb: torch.Tensor, x_depth: torch
 
     out_rgb, out_depth = net(schedule.q_sample(x_rgb, t, noise_rgb),
                              schedule.q_sample(x_depth, t_depth, noise_depth), t, cond_rgb, cond_depth, t_depth)
-
-    def target(x0, noise, steps):
-        a = schedule.alphas_cumprod.to(x0.device)[steps].to(x0.dtype).reshape(-1, *([1] * (x0.dim() - 1)))
-        return training_target(prediction, x0, noise, a)
-
-    loss_rgb = F.mse_loss(out_rgb, target(x_rgb, noise_rgb, t))
-    loss_depth = F.mse_loss(out_depth, target(x_depth, noise_depth, t_depth))
+    loss_rgb = F.mse_loss(out_rgb, _target(schedule, prediction, x_rgb, noise_rgb, t))
+    loss_depth = F.mse_loss(out_depth, _target(schedule, prediction, x_depth, noise_depth, t_depth))
     parts = {"rgb": loss_rgb.detach(), "depth": loss_depth.detach(), "modes": modes, "t": t, "t_depth": t_depth}
     return loss_rgb + loss_depth, parts
+
+
+def branch_loss(branch, schedule: NoiseSchedule, modality: str, x: torch.Tensor, cond: torch.Tensor,
+                generator: torch.Generator | None = None, cond_dropout: float = 0.25, prediction: str = "eps"):
+    """Stage 2: one modality's branch alone, `branch(x_t, t, cond) -> output`. Its conditioning is dropped for a
+    `cond_dropout` share of the samples, drawn as the joint loss draws the guidance mode that lacks this modality,
+    so the branch sees what the joint model's modality dropout will show it. Returns the MSE."""
+    other = GUIDANCE_MODES.index("depth" if modality == "rgb" else "rgb")  # the mode without this modality
+    probs = [1.0 - cond_dropout, 0.0, 0.0]
+    probs[other] = cond_dropout
+    t = random_timesteps(schedule, x.shape[0], generator, x.device)
+    noise = randn(x.shape, generator, x)
+    modes = draw_guidance_modes(x.shape[0], probs, generator, x.device)
+    kept = drop_conditioning(cond, cond, modes)[0 if modality == "rgb" else 1]
+    return F.mse_loss(branch(schedule.q_sample(x, t, noise), t, kept), _target(schedule, prediction, x, noise, t))
+
+
+def random_timesteps(schedule: NoiseSchedule, batch: int, generator, device) -> torch.Tensor:
+    return torch.randint(0, schedule.timesteps, (batch,), generator=generator,
+                         device=draw_device(generator, device)).to(device)
+
+
+def _target(schedule: NoiseSchedule, prediction: str, x0, noise, t):
+    a = schedule.alphas_cumprod.to(x0.device)[t].to(x0.dtype).reshape(-1, *([1] * (x0.dim() - 1)))
+    return training_target(prediction, x0, noise, a)

@@ -4,8 +4,14 @@ Methods scored on the same clips in one run:
 - `syncvp`: the model conditioned on RGB and depth;
 - `syncvp-rgb-cond` / `syncvp-depth-cond`: the same model in its single-modality guidance modes (the other
   modality's conditioning is dropped; it still predicts both);
-- `copy-last`: repeat the last observed frame of each modality (a static-world baseline).
+- `copy-last`: repeat the last observed frame of each modality (a static-world baseline);
+- `training-mean`: the per-pixel mean RGB frame and depth map of the training set, every step (the baseline a
+  model without any conditioning of a modality must beat; needs `training_mean`).
 All model runs of a batch share one seed, so the modes differ only in their conditioning.
+
+Depth is scored for every method on the same pixels: those where the ground truth is valid and inside the
+model's [near, far] range and where every method has a finite prediction (copy-last has none where its source
+frame had a hole), so no method is scored on pixels another one skips.
 
 Per-frame metrics (shape clips × horizon) are kept; FVD features are gathered for one Fréchet distance per
 method and modality at the end. Input is any iterable of batches, so a caller with its own clips (a rosbag
@@ -29,7 +35,9 @@ MODALITIES = ("rgb", "depth")
 # method -> the modalities that condition it
 GUIDANCE_METHODS = {"syncvp": ("rgb", "depth"), "syncvp-rgb-cond": ("rgb",), "syncvp-depth-cond": ("depth",)}
 COPY_LAST = "copy-last"
-METHODS = (*GUIDANCE_METHODS, COPY_LAST)
+TRAINING_MEAN = "training-mean"
+DEFAULT_METHODS = (*GUIDANCE_METHODS, COPY_LAST)  # the ones that need nothing beyond the clips and the model
+METHODS = (*DEFAULT_METHODS, TRAINING_MEAN)
 # larger is better for these; the others are errors
 HIGHER_IS_BETTER = {"ssim", "psnr", "delta1"}
 FVD_MIN_CLIPS = 2
@@ -99,6 +107,17 @@ def copy_last_frame(rgb_cond: torch.Tensor, depth_cond: torch.Tensor, horizon: i
             depth_cond[:, -1:].expand(-1, horizon, -1, -1).clone())
 
 
+def depth_scoring_pixels(truth: torch.Tensor, valid: torch.Tensor | None, predictions, near: float,
+                         far: float) -> torch.Tensor:
+    """B×h×H×W bool: valid, in-range ground truth where every prediction (B×h×H×W metres) is finite and > 0."""
+    mask = torch.isfinite(truth) & (truth >= near) & (truth <= far)
+    if valid is not None:
+        mask &= valid.bool()
+    for predicted in predictions:
+        mask &= torch.isfinite(predicted) & (predicted > 0)
+    return mask
+
+
 def image_view(modality: str, video: torch.Tensor, near: float, far: float) -> torch.Tensor:
     """What the image metrics see: RGB as is, depth rendered to 3 channels (the SyncVP paper's convention)."""
     return video if modality == "rgb" else depth_as_image(video, near, far)
@@ -118,17 +137,20 @@ def frame_scores(modality: str, pred: torch.Tensor, gt: torch.Tensor, valid: tor
 
 
 def evaluate(batches: Iterable[dict], predictor, *, cond_frames: int = 2, horizon: int = 28,
-             modalities: Iterable[str] = MODALITIES, methods: Iterable[str] = METHODS,
+             modalities: Iterable[str] = MODALITIES, methods: Iterable[str] = DEFAULT_METHODS,
              metrics: LearnedMetrics | None = None, near: float, far: float, seed: int = 0,
-             device: str | torch.device = "cpu") -> EvaluationResult:
-    """Score every method on every batch. `predictor` is a RolloutPredictor (None when only copy-last runs);
-    `near`/`far` (metres) fix the depth rendering for the image metrics, normally the model's config."""
+             device: str | torch.device = "cpu", training_mean: dict | None = None) -> EvaluationResult:
+    """Score every method on every batch. `predictor` is a RolloutPredictor (None when only baselines run);
+    `near`/`far` (metres) are the scored depth range and fix the depth rendering for the image metrics, normally
+    the model's config; `training_mean` ({"rgb": 3×H×W, "depth": H×W}) serves the training-mean baseline."""
     modalities, methods = tuple(modalities), tuple(methods)
     unknown = sorted(set(methods) - set(METHODS)) + sorted(set(modalities) - set(MODALITIES))
     if unknown:
         raise ValueError(f"unknown method or modality: {', '.join(unknown)}")
     if predictor is None and set(methods) & set(GUIDANCE_METHODS):
         raise ValueError("the syncvp methods need a predictor")
+    if training_mean is None and TRAINING_MEAN in methods:
+        raise ValueError("the training-mean baseline needs the training set's mean frames")
     metrics = metrics or LearnedMetrics()
     skipped = dict(metrics.skipped)
     i3d = metrics.i3d
@@ -148,10 +170,13 @@ def evaluate(batches: Iterable[dict], predictor, *, cond_frames: int = 2, horizo
         valid = batch["valid"][:, future].to(device) if "valid" in batch else None
         truth = {"rgb": rgb[:, future], "depth": depth[:, future]}
         predictions = dict(_predict(predictor, methods, rgb[:, :cond_frames], depth[:, :cond_frames], horizon,
-                                    seed + index, device))
+                                    seed + index, device, training_mean))
+        scored = {"rgb": valid, "depth": depth_scoring_pixels(truth["depth"], valid,
+                                                              [p["depth"] for p in predictions.values()], near, far)}
         for modality in modalities:
             for method, predicted in predictions.items():
-                scores = frame_scores(modality, predicted[modality], truth[modality], valid, near, far, metrics.lpips)
+                scores = frame_scores(modality, predicted[modality], truth[modality], scored[modality], near, far,
+                                      metrics.lpips)
                 for name, value in scores.items():
                     frames.setdefault((method, modality, name), []).append(value)
             if i3d is not None:
@@ -174,10 +199,15 @@ def evaluate(batches: Iterable[dict], predictor, *, cond_frames: int = 2, horizo
                             {key: torch.cat(v).numpy() for key, v in frames.items()}, fvd, sample, skipped)
 
 
-def _predict(predictor, methods, rgb_cond, depth_cond, horizon, seed, device) -> Iterator[tuple[str, dict]]:
+def _predict(predictor, methods, rgb_cond, depth_cond, horizon, seed, device,
+             training_mean) -> Iterator[tuple[str, dict]]:
     for method in methods:
         if method == COPY_LAST:
             rgb, depth = copy_last_frame(rgb_cond, depth_cond, horizon)
+        elif method == TRAINING_MEAN:
+            b = rgb_cond.shape[0]
+            rgb = training_mean["rgb"].to(device).expand(b, horizon, *training_mean["rgb"].shape).clone()
+            depth = training_mean["depth"].to(device).expand(b, horizon, *training_mean["depth"].shape).clone()
         else:
             conditioning = GUIDANCE_METHODS[method]
             generator = torch.Generator(device=device).manual_seed(seed)
@@ -192,3 +222,20 @@ def _fvd(real: list[torch.Tensor], fake: list[torch.Tensor], clips: int) -> dict
     real_features, fake_features = torch.cat(real).numpy(), torch.cat(fake).numpy()
     return {"value": feature_distance(real_features, fake_features), "clips": clips,
             "feature_vectors": int(fake_features.shape[0])}
+
+
+def training_mean_frames(dataset, clips: int = 500) -> dict[str, torch.Tensor]:
+    """Per-pixel mean RGB frame and mean depth map (over valid pixels; NaN where none) of up to `clips` clips
+    spread over `dataset` — the training-mean baseline."""
+    count = min(len(dataset), clips)
+    rgb_sum, depth_sum, depth_count = 0.0, 0.0, 0.0
+    for i in range(count):
+        item = dataset[i * len(dataset) // count]
+        depth = item["depth"]
+        finite = torch.isfinite(depth) & (depth > 0)
+        rgb_sum = rgb_sum + item["rgb"].double().sum(0)
+        depth_sum = depth_sum + torch.where(finite, depth, torch.zeros_like(depth)).double().sum(0)
+        depth_count = depth_count + finite.double().sum(0)
+        frames = len(item["rgb"])
+    depth_mean = torch.where(depth_count > 0, depth_sum / depth_count.clamp_min(1), torch.nan)
+    return {"rgb": (rgb_sum / (count * frames)).float(), "depth": depth_mean.float()}

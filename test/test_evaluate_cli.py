@@ -13,11 +13,11 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from syncvp_core.cli.evaluate import main
 from syncvp_core.data.synthetic.files import write_dataset
 from syncvp_core.data.synthetic.sequence import SensorModel
-from syncvp_core.evaluation import COPY_LAST, METHODS, LearnedMetrics, evaluate
+from syncvp_core.evaluation import COPY_LAST, DEFAULT_METHODS as METHODS, LearnedMetrics, evaluate
 from syncvp_core.metrics import weights
 
 COND, HORIZON = 2, 8
-NEAR, FAR = 1.0, 80.0  # the tiny preset's depth range
+NEAR, FAR = 1.0, 256.0  # the tiny preset's depth range
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_cli_summary_layout(cli_run):
     assert summary["settings"]["steps"] == 1 and summary["settings"]["seed"] == 5
     assert summary["settings"]["sampler"] == "dpmsolver"
     assert summary["skipped"] == {"fvd": "--skip"}
-    for method in METHODS:
+    for method in summary["methods"]:
         assert set(summary["results"][method]["rgb"]) == {"ssim", "psnr", "lpips"}
         assert set(summary["results"][method]["depth"]) == {"abs_rel", "rmse", "delta1", "ssim", "lpips"}
         for metrics in summary["results"][method].values():
@@ -95,7 +95,8 @@ def test_copy_last_matches_independent_computation(cli_run, synthetic_dir):
             rows["ssim"].append(structural_similarity(last_rgb, gt_rgb, gaussian_weights=True, sigma=1.5,
                                                       use_sample_covariance=False, data_range=1.0, channel_axis=-1))
             rows["psnr"].append(peak_signal_noise_ratio(gt_rgb, last_rgb, data_range=1.0))
-            ok = np.isfinite(gt_depth) & (gt_depth > 0) & np.isfinite(last_depth) & (last_depth > 0)
+            ok = (np.isfinite(gt_depth) & (gt_depth >= NEAR) & (gt_depth <= FAR) & np.isfinite(last_depth)
+                  & (last_depth > 0))
             p, g = last_depth[ok], gt_depth[ok]
             rows["abs_rel"].append(np.mean(np.abs(p - g) / g))
             rows["rmse"].append(np.sqrt(np.mean((p - g) ** 2)))

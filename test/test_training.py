@@ -13,8 +13,11 @@ from syncvp_core.cli.train import main, read_yaml
 from syncvp_core.config import AutoencoderConfig, CouplingConfig, SyncVPConfig, UNetConfig
 from syncvp_core.data.synthetic.files import write_dataset
 from syncvp_core.model import SyncVP
-from syncvp_core.training import (MODEL_FILE, STATE_FILE, TrainConfig, batches, initial_model, learning_rate,
-                                  train)
+from syncvp_core.train.initial_weights import initial_model
+from syncvp_core.train.loop import train
+from syncvp_core.train.optimisation import batches, learning_rate
+from syncvp_core.train.run_files import MODEL_FILE, STATE_FILE
+from syncvp_core.train.settings import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,10 +80,11 @@ def same(a: dict, b: dict) -> bool:
 
 
 def test_each_stage_writes_a_loadable_checkpoint_logs_and_samples(chain):
-    expected = {"ae_rgb": ["autoencoders.rgb"], "ae_depth": ["autoencoders.depth"],
-                "diff_rgb": ["autoencoders.rgb", "net.rgb_branch"],
-                "diff_depth": ["autoencoders.depth", "net.depth_branch"],
-                "joint": ["autoencoders.depth", "autoencoders.rgb", "net"]}
+    stats = {m: [f"latent_stats.{m}_2f", f"latent_stats.{m}_8f"] for m in ("rgb", "depth")}
+    expected = {"ae_rgb": ["autoencoders.rgb", *stats["rgb"]], "ae_depth": ["autoencoders.depth", *stats["depth"]],
+                "diff_rgb": ["autoencoders.rgb", *stats["rgb"], "net.rgb_branch"],
+                "diff_depth": ["autoencoders.depth", *stats["depth"], "net.depth_branch"],
+                "joint": ["autoencoders.depth", "autoencoders.rgb", *stats["depth"], *stats["rgb"], "net"]}
     for name, provides in expected.items():
         folder = chain[name]
         ckpt = load_checkpoint(folder / MODEL_FILE)
@@ -139,6 +143,19 @@ def test_joint_switches_reach_the_model_config(chain, setup):
     assert not off.shared_noise and not off.shared_timestep and off.dropout_probs == (1.0, 0.0, 0.0)
     on = load_checkpoint(chain["joint"] / MODEL_FILE).model.cfg.diffusion  # the defaults
     assert on.shared_noise and on.shared_timestep and on.dropout_probs == (0.5, 0.25, 0.25)
+
+
+def test_a_joint_switch_given_on_resume_is_refused_or_kept_never_ignored(chain, setup, capsys):
+    """The switches live in the model config; a resume continues that model, so a different switch is refused."""
+    run_dir = chain["joint"]
+    with pytest.raises(SystemExit) as refused:
+        main(["joint", "--out", str(run_dir), "--resume", "--no-shared-noise"])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "shared_noise = True (asked False)" in err and "cannot change" in err
+    # the same value as the model's is no change: the run continues
+    assert main(["joint", "--out", str(run_dir), "--resume", "--shared-noise", "--max-steps", "3"]) == 0
+    assert load_checkpoint(run_dir / MODEL_FILE).step == 3
 
 
 def test_resume_continues_exactly(setup, chain):

@@ -8,7 +8,9 @@ from pathlib import Path
 import torch
 
 from syncvp_core.checkpoint import load_checkpoint
-from syncvp_core.training import MODEL_FILE, TrainConfig, train
+from syncvp_core.train.loop import train
+from syncvp_core.train.run_files import MODEL_FILE
+from syncvp_core.train.settings import TrainConfig
 from test_training import micro_setup
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")

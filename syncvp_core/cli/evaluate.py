@@ -20,7 +20,8 @@ from syncvp_core.checkpoint import load_model
 from syncvp_core.cli import OneLineParser
 from syncvp_core.config import SAMPLERS
 from syncvp_core.data.datasets import open_dataset
-from syncvp_core.evaluation import HIGHER_IS_BETTER, METHODS, LearnedMetrics, evaluate
+from syncvp_core.evaluation import (DEFAULT_METHODS, HIGHER_IS_BETTER, METHODS, TRAINING_MEAN, LearnedMetrics,
+                                    evaluate, training_mean_frames)
 from syncvp_core.metrics.i3d import I3DFeatures
 from syncvp_core.metrics.lpips import load_lpips
 from syncvp_core.metrics.weights import MissingWeightsError
@@ -55,12 +56,16 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--steps", type=positive_int, default=None, help="DDIM steps (default: the config's)")
     parser.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the config's)")
     parser.add_argument("--guidance-scale", type=float, default=0.0, help="modality guidance w (0: plain)")
+    parser.add_argument("--mean-of", type=positive_int, default=1, metavar="K",
+                        help="point estimate: the mean of K predictions drawn in one batch (1: one sample)")
+    parser.add_argument("--train-data", default=None,
+                        help="training data spec: adds the training-mean baseline (its mean frame and depth map)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
     parser.add_argument("--skip", nargs="+", choices=("lpips", "fvd"), default=[], metavar="METRIC",
                         help="skip these slow network-based metrics: lpips, fvd")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), metavar="METHOD",
-                        help=f"methods to score: {', '.join(METHODS)} (all)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=None, metavar="METHOD",
+                        help=f"methods to score: {', '.join(METHODS)} (all; {TRAINING_MEAN} with --train-data)")
     return parser
 
 
@@ -132,7 +137,12 @@ def run(args) -> dict:
     dataset = open_dataset(args.data, clip_length=args.cond + args.horizon, size=cfg.resolution, split=args.split)
     indices = pick_clips(dataset, args.samples)
     predictor = RolloutPredictor(model, steps=args.steps, eta=args.eta, guidance_scale=args.guidance_scale,
-                                 sampler=args.sampler)
+                                 sampler=args.sampler, samples=args.mean_of)
+    methods = args.methods or list(METHODS if args.train_data else DEFAULT_METHODS)
+    training_mean = None
+    if args.train_data:
+        training_mean = training_mean_frames(open_dataset(args.train_data, clip_length=args.cond + args.horizon,
+                                                          size=cfg.resolution, split="train"))
     metrics = learned_metrics(args.skip, device)
     args.out.mkdir(parents=True, exist_ok=True)
     progress = tqdm(total=len(indices), desc="syncvp-eval", unit="clip", file=sys.stderr)
@@ -144,13 +154,15 @@ def run(args) -> dict:
 
     with progress:
         result = evaluate(with_progress(), predictor, cond_frames=args.cond, horizon=args.horizon,
-                          modalities=MODALITY_CHOICES[args.modalities], methods=args.methods, metrics=metrics,
-                          near=cfg.depth_near, far=cfg.depth_far, seed=args.seed, device=device)
+                          modalities=MODALITY_CHOICES[args.modalities], methods=methods, metrics=metrics,
+                          near=cfg.depth_near, far=cfg.depth_far, seed=args.seed, device=device,
+                          training_mean=training_mean)
     summary = result.to_dict()
     sampler = predictor.sampler
     summary["settings"] = {"checkpoint": args.checkpoint, "model": cfg.name, "data": args.data, "split": args.split,
                            "sampler": args.sampler or cfg.diffusion.sampler,
                            "steps": len(sampler.timesteps), "eta": sampler.eta, "guidance_scale": args.guidance_scale,
+                           "mean_of": args.mean_of, "train_data": args.train_data,
                            "seed": args.seed, "device": str(device), "depth_near": cfg.depth_near,
                            "depth_far": cfg.depth_far,
                            "clips": [clip_origin(dataset, i) for i in indices]}

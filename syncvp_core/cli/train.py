@@ -23,8 +23,9 @@ from syncvp_core.checkpoint import CheckpointError
 from syncvp_core.data.errors import DataError
 from syncvp_core.cli import POSITIVE_INT, OneLineParser
 from syncvp_core.train import recipe as recipe_module
-from syncvp_core.training import (STAGES, TrainConfig, TrainingError, export_model, parse_duration, saved_config,
-                                  train)
+from syncvp_core.train.loop import train
+from syncvp_core.train.run_files import export_model, saved_config
+from syncvp_core.train.settings import STAGES, TrainConfig, TrainingError, parse_duration
 
 STAGE_HELP = {
     "autoencoder": "stage 1: the triplane autoencoder of one modality (L1 + LPIPS)",

@@ -76,7 +76,8 @@ def run(recipe: Recipe, say=print) -> dict:
     _call(recipe, "export", [sys.executable, "-m", "syncvp_core.cli.train", "export",
                              str(out / "joint" / MODEL_FILE), str(final)], say)
     _call(recipe, "evaluation", [sys.executable, "-m", "syncvp_core.cli.evaluate", "--checkpoint", str(final),
-                                 "--data", test_data, "--split", "test", "--horizon", "8", "--samples",
+                                 "--data", test_data, "--split", "test", "--train-data", data,
+                                 "--horizon", "8", "--samples",
                                  str(recipe.eval_samples), "--skip", "fvd", "--out", str(out / "eval")], say)
     summary = {"recipe": {**asdict(recipe), "out": str(out)}, "stages": stages, "model": str(final),
                "evaluation": str(out / "eval" / "metrics.json"),
@@ -134,12 +135,13 @@ def _start(recipe: Recipe, stage: str, modality: str | None, data: str, init: li
 
 
 def _wait(recipe: Recipe, jobs, say) -> list[dict]:
+    for _, process, _, _ in jobs:  # every process ends before any failure is reported
+        if process is not None:
+            process.wait()
     results = []
     for name, process, log, run_dir in jobs:
-        if process is not None:
-            process.communicate()
-            if process.returncode:
-                raise RecipeError(f"stage {name} failed (exit {process.returncode}); see {log}")
+        if process is not None and process.returncode:
+            raise RecipeError(f"stage {name} failed (exit {process.returncode}); see {log}")
         summary = json.loads((run_dir / "summary.json").read_text())
         say(f"recipe: {name}: step {summary['step']}, {summary['it_per_s']} it/s, validation loss "
             f"{summary['val'].get('loss', float('nan')):.4f}")
