@@ -24,6 +24,7 @@ from syncvp_core.checkpoint import load_model
 from syncvp_core.cli import OneLineParser
 from syncvp_core.cli.model_info import measure_step
 from syncvp_core.config import PRESETS, SAMPLERS
+from syncvp_core.devices import resolve_device
 from syncvp_core.reference import build
 from syncvp_core.reference.config import PRESETS as REFERENCE_PRESETS
 from syncvp_core.rollout import RolloutPredictor
@@ -94,7 +95,7 @@ def main(argv=None) -> int:
     parser = OneLineParser(prog="bench_core.py", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="tiny",
                         help=f"preset: {', '.join([*PRESETS, *REFERENCE_PRESETS])} (default tiny)")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
     parser.add_argument("--sampler", choices=SAMPLERS, default="ddim", help="sampler to time (default ddim)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per component (default 5)")
@@ -102,16 +103,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.config not in PRESETS and args.config not in REFERENCE_PRESETS:
         parser.error(f"unknown config {args.config!r}: use one of {', '.join([*PRESETS, *REFERENCE_PRESETS])}")
-    if args.device not in ("auto", "cpu", "cuda"):
-        parser.error(f"unknown device {args.device!r}: use auto, cpu or cuda")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda given but no CUDA device is available: use cpu or auto")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        parser.error(f"--device: {err}")
     if args.repeats < 1 or args.threads < 0:
         parser.error("--repeats must be at least 1 and --threads at least 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
 
     if args.config in REFERENCE_PRESETS:
         pair = (("ours", OURS_BESIDE[args.config]), ("reference", args.config))
