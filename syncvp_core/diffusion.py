@@ -6,7 +6,7 @@ so alpha_bar at t=999 is about 1.42e-4. The network predicts the noise (epsilon)
 The joint loss noises the RGB and depth target latents at ONE timestep per sample with ONE shared noise tensor
 (the reference's `same_noise`; `shared_noise=False` draws independent noise and `shared_timestep=False` an
 independent depth timestep, for the ablations) and sums the two
-epsilon MSEs (or v MSEs, for a v-prediction model). Before the call, cross-modality guidance dropout picks per sample which conditioning the network
+epsilon MSEs (or v MSEs, for a v-prediction model). Before the call, cross-modality conditioning dropout picks per sample which conditioning the network
 sees: both, RGB only or depth only (50/25/25 by default, F6). A dropped modality's conditioning latent is exactly
 zero; its target is untouched, so both targets stay the same temporally aligned window (F4).
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# Guidance modes, in the order of `dropout_probs`: which conditioning modalities the network sees.
-GUIDANCE_MODES = ("rgbd", "rgb", "depth")
+from syncvp_core.modalities import CONDITIONING_MODES
+
 # What the network outputs: the noise (eps, the paper's) or the velocity v = sqrt(a) eps - sqrt(1 - a) x0.
 PREDICTION_TYPES = ("eps", "v")
 
@@ -75,9 +75,9 @@ def randn(shape, generator: torch.Generator | None, like: torch.Tensor) -> torch
                        dtype=like.dtype).to(like.device)
 
 
-def draw_guidance_modes(batch: int, probs=(0.5, 0.25, 0.25), generator: torch.Generator | None = None,
+def draw_conditioning_modes(batch: int, probs=(0.5, 0.25, 0.25), generator: torch.Generator | None = None,
                         device="cpu") -> torch.Tensor:
-    """Per-sample index into GUIDANCE_MODES, drawn with probabilities `probs` (both, RGB only, depth only)."""
+    """Per-sample index into CONDITIONING_MODES, drawn with probabilities `probs` (both, RGB only, depth only)."""
     p = torch.as_tensor(probs, dtype=torch.float64)
     if p.shape != (3,) or (p < 0).any() or not torch.isclose(p.sum(), torch.tensor(1.0, dtype=torch.float64)):
         raise ValueError(f"dropout_probs must be three non-negative numbers summing to 1, got {tuple(probs)}")
@@ -86,9 +86,9 @@ def draw_guidance_modes(batch: int, probs=(0.5, 0.25, 0.25), generator: torch.Ge
 
 
 def drop_conditioning(cond_rgb: torch.Tensor, cond_depth: torch.Tensor, modes: torch.Tensor):
-    """Zero the conditioning latent of the modality each sample's guidance mode leaves out."""
-    keep_rgb = (modes != GUIDANCE_MODES.index("depth")).reshape(-1, *([1] * (cond_rgb.dim() - 1)))
-    keep_depth = (modes != GUIDANCE_MODES.index("rgb")).reshape(-1, *([1] * (cond_depth.dim() - 1)))
+    """Zero the conditioning latent of the modality each sample's conditioning mode leaves out."""
+    keep_rgb = (modes != CONDITIONING_MODES.index("depth")).reshape(-1, *([1] * (cond_rgb.dim() - 1)))
+    keep_depth = (modes != CONDITIONING_MODES.index("rgb")).reshape(-1, *([1] * (cond_depth.dim() - 1)))
     return cond_rgb * keep_rgb, cond_depth * keep_depth
 
 
@@ -99,14 +99,14 @@ def joint_loss(net, schedule: NoiseSchedule, x_rgb: torch.Tensor, x_depth: torch
     """L_rgb + L_depth for one batch of target latents x_* (B×c×L) and conditioning latents cond_* (B×c×L_cond).
 
     `net(x_rgb_t, x_depth_t, t, cond_rgb, cond_depth, t_depth) -> (eps_rgb, eps_depth)`. Returns (loss, parts)
-    where parts holds the detached per-modality losses, the drawn guidance modes and both timesteps.
+    where parts holds the detached per-modality losses, the drawn conditioning modes and both timesteps.
     """
     batch = x_rgb.shape[0]
     t = random_timesteps(schedule, batch, generator, x_rgb.device)
     t_depth = t if shared_timestep else random_timesteps(schedule, batch, generator, x_rgb.device)
     noise_rgb = randn(x_rgb.shape, generator, x_rgb)
     noise_depth = noise_rgb if shared_noise else randn(x_depth.shape, generator, x_depth)
-    modes = draw_guidance_modes(batch, dropout_probs, generator, x_rgb.device)
+    modes = draw_conditioning_modes(batch, dropout_probs, generator, x_rgb.device)
     cond_rgb, cond_depth = drop_conditioning(cond_rgb, cond_depth, modes)
 
     out_rgb, out_depth = net(schedule.q_sample(x_rgb, t, noise_rgb),
@@ -122,12 +122,12 @@ def branch_loss(branch, schedule: NoiseSchedule, modality: str, x: torch.Tensor,
     """Stage 2: one modality's branch alone, `branch(x_t, t, cond) -> output`. Its conditioning is dropped for a
     `cond_dropout` share of the samples, drawn as the joint loss draws the guidance mode that lacks this modality,
     so the branch sees what the joint model's modality dropout will show it. Returns the MSE."""
-    other = GUIDANCE_MODES.index("depth" if modality == "rgb" else "rgb")  # the mode without this modality
+    other = CONDITIONING_MODES.index("depth" if modality == "rgb" else "rgb")  # the mode without this modality
     probs = [1.0 - cond_dropout, 0.0, 0.0]
     probs[other] = cond_dropout
     t = random_timesteps(schedule, x.shape[0], generator, x.device)
     noise = randn(x.shape, generator, x)
-    modes = draw_guidance_modes(x.shape[0], probs, generator, x.device)
+    modes = draw_conditioning_modes(x.shape[0], probs, generator, x.device)
     kept = drop_conditioning(cond, cond, modes)[0 if modality == "rgb" else 1]
     return F.mse_loss(branch(schedule.q_sample(x, t, noise), t, kept), _target(schedule, prediction, x, noise, t))
 

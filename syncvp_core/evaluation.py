@@ -30,13 +30,14 @@ import torch
 from syncvp_core.metrics import depth_as_image, depth_errors, feature_distance, psnr, ssim
 from syncvp_core.metrics.i3d import MIN_FRAMES, I3DFeatures
 from syncvp_core.metrics.lpips import LPIPS
+from syncvp_core.modalities import MODALITIES, ConditioningMode
 
-MODALITIES = ("rgb", "depth")
-# method -> the modalities that condition it
-GUIDANCE_METHODS = {"syncvp": ("rgb", "depth"), "syncvp-rgb-cond": ("rgb",), "syncvp-depth-cond": ("depth",)}
+# method -> the conditioning mode it runs the model in
+MODEL_METHODS = {"syncvp": ConditioningMode.RGBD, "syncvp-rgb-cond": ConditioningMode.RGB,
+                    "syncvp-depth-cond": ConditioningMode.DEPTH}
 COPY_LAST = "copy-last"
 TRAINING_MEAN = "training-mean"
-DEFAULT_METHODS = (*GUIDANCE_METHODS, COPY_LAST)  # the ones that need nothing beyond the clips and the model
+DEFAULT_METHODS = (*MODEL_METHODS, COPY_LAST)  # the ones that need nothing beyond the clips and the model
 METHODS = (*DEFAULT_METHODS, TRAINING_MEAN)
 # larger is better for these; the others are errors
 HIGHER_IS_BETTER = {"ssim", "psnr", "delta1"}
@@ -147,7 +148,7 @@ def evaluate(batches: Iterable[dict], predictor, *, cond_frames: int = 2, horizo
     unknown = sorted(set(methods) - set(METHODS)) + sorted(set(modalities) - set(MODALITIES))
     if unknown:
         raise ValueError(f"unknown method or modality: {', '.join(unknown)}")
-    if predictor is None and set(methods) & set(GUIDANCE_METHODS):
+    if predictor is None and set(methods) & set(MODEL_METHODS):
         raise ValueError("the syncvp methods need a predictor")
     if training_mean is None and TRAINING_MEAN in methods:
         raise ValueError("the training-mean baseline needs the training set's mean frames")
@@ -209,7 +210,7 @@ def _predict(predictor, methods, rgb_cond, depth_cond, horizon, seed, device,
             rgb = training_mean["rgb"].to(device).expand(b, horizon, *training_mean["rgb"].shape).clone()
             depth = training_mean["depth"].to(device).expand(b, horizon, *training_mean["depth"].shape).clone()
         else:
-            conditioning = GUIDANCE_METHODS[method]
+            conditioning = MODEL_METHODS[method].modalities
             generator = torch.Generator(device=device).manual_seed(seed)
             out = predictor.predict(rgb=rgb_cond if "rgb" in conditioning else None,
                                     depth=depth_cond if "depth" in conditioning else None,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from syncvp_core.diffusion import NoiseSchedule
+from syncvp_core.modalities import ConditioningMode
 from syncvp_core.model import SyncVP
 from syncvp_core.sampler import make_sampler, sample_joint
 
@@ -39,7 +40,7 @@ class PredictionCancelled(Exception):
 class Prediction:
     rgb: torch.Tensor  # B×horizon×3×H×W in [0, 1]
     depth: torch.Tensor  # B×horizon×H×W metres
-    guidance_mode: str  # "rgbd", "rgb" or "depth": which modalities conditioned the first chunk
+    guidance_mode: str  # a ConditioningMode value: which modalities conditioned the first chunk
 
 
 class RolloutPredictor:
@@ -78,7 +79,7 @@ class RolloutPredictor:
         depth = None if depth is None else depth.to(device, torch.float32).repeat_interleave(k, 0)
         cond_rgb = self.model.encode_rgb(rgb) if rgb is not None else None
         cond_depth = self.model.encode_depth(depth) if depth is not None else None
-        mode = "rgbd" if rgb is not None and depth is not None else ("rgb" if rgb is not None else "depth")
+        mode = ConditioningMode.of(rgb is not None, depth is not None).value
         cond_rgb = torch.zeros_like(cond_depth) if cond_rgb is None else cond_rgb
         cond_depth = torch.zeros_like(cond_rgb) if cond_depth is None else cond_depth
         # the frame each modality's decoder builds on (None: decode without context)

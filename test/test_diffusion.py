@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from syncvp_core.diffusion import GUIDANCE_MODES, NoiseSchedule, draw_guidance_modes, joint_loss
+from syncvp_core.diffusion import NoiseSchedule, draw_conditioning_modes, joint_loss
+from syncvp_core.modalities import CONDITIONING_MODES
 
 SHAPE = (64, 4, 24)  # B×c×L target latents
 
@@ -72,7 +73,7 @@ def test_dropped_conditioning_is_exactly_zero():
     _, (_, _, _, c_rgb, c_depth), (_, _, cond_rgb, cond_depth), _, parts = run_spy_loss(True, seed=3)
     modes = parts["modes"]
     for i, mode in enumerate(modes.tolist()):
-        name = GUIDANCE_MODES[mode]
+        name = CONDITIONING_MODES[mode]
         assert torch.equal(c_rgb[i], cond_rgb[i] if name in ("rgbd", "rgb") else torch.zeros_like(cond_rgb[i]))
         assert torch.equal(c_depth[i], cond_depth[i] if name in ("rgbd", "depth") else torch.zeros_like(c_depth[i]))
     assert set(modes.tolist()) == {0, 1, 2}
@@ -80,14 +81,14 @@ def test_dropped_conditioning_is_exactly_zero():
 
 @pytest.mark.parametrize("probs", [(0.5, 0.25, 0.25), (0.2, 0.3, 0.5)])
 def test_dropout_frequencies(probs):
-    modes = draw_guidance_modes(20000, probs, torch.Generator().manual_seed(0))
+    modes = draw_conditioning_modes(20000, probs, torch.Generator().manual_seed(0))
     freq = torch.bincount(modes, minlength=3).float() / 20000
     assert torch.allclose(freq, torch.tensor(probs), atol=0.02)
 
 
 def test_dropout_probs_are_validated():
     with pytest.raises(ValueError, match="summing to 1"):
-        draw_guidance_modes(4, (0.5, 0.5, 0.5))
+        draw_conditioning_modes(4, (0.5, 0.5, 0.5))
 
 
 def test_independent_timestep_ablation_noises_depth_at_its_own_t():

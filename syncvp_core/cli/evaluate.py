@@ -25,9 +25,10 @@ from syncvp_core.evaluation import (DEFAULT_METHODS, HIGHER_IS_BETTER, METHODS, 
 from syncvp_core.metrics.i3d import I3DFeatures
 from syncvp_core.metrics.lpips import load_lpips
 from syncvp_core.metrics.weights import MissingWeightsError
+from syncvp_core.modalities import ConditioningMode
 from syncvp_core.rollout import RolloutPredictor
 
-MODALITY_CHOICES = {"rgbd": ("rgb", "depth"), "rgb": ("rgb",), "depth": ("depth",)}
+MODALITY_CHOICES = {mode.value: mode.modalities for mode in ConditioningMode}  # what to score
 
 
 def positive_int(text: str) -> int:

@@ -15,7 +15,8 @@ from torch import nn
 from syncvp_core.checkpoint import CheckpointError, config_differences, load_checkpoint
 from syncvp_core.config import DiffusionConfig, get_config
 from syncvp_core.model import SyncVP
-from syncvp_core.train.settings import MODALITIES, TrainConfig, TrainingError
+from syncvp_core.modalities import MODALITIES
+from syncvp_core.train.settings import TrainConfig, TrainingError
 
 # Model-config fields the joint flags may set; they may differ from the stage-2 files.
 JOINT_SWITCHES = ("diffusion.shared_noise", "diffusion.shared_timestep", "diffusion.dropout_probs")

@@ -33,7 +33,8 @@ from syncvp_core.train.objectives import SAMPLE_CLIPS, load_perceptual, make_obj
 from syncvp_core.train.optimisation import (EMA, SAMPLES, TRAIN, VALIDATION, batches, learning_rate, step_generator,
                                             to_device)
 from syncvp_core.train.run_files import MODEL_FILE, STATE_FILE, read_state_metadata, resumed_run, save_run
-from syncvp_core.train.settings import MODALITIES, TrainConfig, TrainingError
+from syncvp_core.modalities import MODALITIES
+from syncvp_core.train.settings import TrainConfig, TrainingError
 
 @dataclass
 class Distributed:

@@ -17,7 +17,8 @@ from syncvp_core.metrics.weights import MissingWeightsError
 from syncvp_core.model import SyncVP
 from syncvp_core.sampler import make_sampler, sample_joint
 from syncvp_core.train.initial_weights import autoencoder_frames
-from syncvp_core.train.settings import MODALITIES, TrainConfig
+from syncvp_core.modalities import MODALITIES
+from syncvp_core.train.settings import TrainConfig
 
 def clip_latents(model: SyncVP, batch: dict, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(conditioning latent, target latent) of one modality of a (cond + target)-frame clip batch: from the

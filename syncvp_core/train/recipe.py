@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from syncvp_core.data.synthetic.files import write_dataset
+from syncvp_core.modalities import MODALITIES
 
 STAGE_SHARES = {"autoencoder": 0.55, "diffusion": 0.25, "joint": 0.12}  # the rest: caching, export, evaluation
-MODALITIES = ("rgb", "depth")
 COMMON = ["--max-steps", "100000", "--log-every", "20", "--val-every", "500", "--val-batches", "2",
           "--ckpt-every", "200", "--seed", "0"]
 STAGE_ARGS = {

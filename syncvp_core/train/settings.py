@@ -10,8 +10,9 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
+from syncvp_core.modalities import MODALITIES
+
 STAGES = ("autoencoder", "diffusion", "joint")
-MODALITIES = ("rgb", "depth")
 STAGE_LR = {"autoencoder": 1e-4, "diffusion": 1e-4, "joint": 1e-5}  # the reference's learning rates
 
 
