@@ -21,7 +21,7 @@ import sys
 import torch
 
 from syncvp_core.checkpoint import load_model
-from syncvp_core.cli import OneLineParser
+from syncvp_core.arguments import OneLineParser
 from syncvp_core.cli.model_info import measure_step
 from syncvp_core.config import PRESETS, SAMPLERS
 from syncvp_core.devices import resolve_device

@@ -24,11 +24,11 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from syncvp_core.checkpoint import load_model  # noqa: E402
-from syncvp_core.cli import POSITIVE_INT, OneLineParser, number  # noqa: E402
-from syncvp_core.cli.evaluate import batches, learned_metrics, pick_clips  # noqa: E402
+from syncvp_core.arguments import POSITIVE_INT, OneLineParser, number  # noqa: E402
+from syncvp_core.evaluation.pipeline import batches, learned_metrics, pick_clips  # noqa: E402
 from syncvp_core.data.datasets import open_dataset  # noqa: E402
 from syncvp_core.devices import resolve_device  # noqa: E402
-from syncvp_core.evaluation import evaluate  # noqa: E402
+from syncvp_core.evaluation.scoring import evaluate  # noqa: E402
 from syncvp_core.rollout import RolloutPredictor  # noqa: E402
 
 # name -> (sampler kind, DDIM eta; None: the sampler has none)

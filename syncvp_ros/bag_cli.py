@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from syncvp_core.cli import COUNT, NON_NEGATIVE, POSITIVE, POSITIVE_INT, OneLineParser
+from syncvp_core.arguments import COUNT, NON_NEGATIVE, POSITIVE, POSITIVE_INT, OneLineParser
 
 PROG = "syncvp-bag"
 
@@ -96,7 +96,7 @@ def cmd_eval(args) -> int:
 
     topics = {"rgb": args.rgb_topic, "depth": args.depth_topic}
     if args.predictions:
-        from syncvp_core.cli.evaluate import learned_metrics
+        from syncvp_core.evaluation.pipeline import learned_metrics
 
         metrics = learned_metrics(sorted({*args.skip, "fvd"}), "cpu")  # no FVD on recorded predictions
         with tqdm(unit="prediction", desc="eval", disable=args.quiet) as bar:
@@ -104,18 +104,17 @@ def cmd_eval(args) -> int:
                 args.bag, args.predictions, topics, args.prediction_topic, args.out, args.checkpoint, args.slop,
                 metrics.lpips, {k: v for k, v in metrics.skipped.items() if k != "fvd"}, progress=bar.update)
     else:
-        eval_args = ["--checkpoint", args.checkpoint or "bundled", "--horizon", str(args.horizon),
-                     "--seed", str(args.seed), "--device", args.device, "--batch-size", str(args.batch_size)]
-        for flag, value in (("--steps", args.steps), ("--eta", args.eta), ("--samples", args.samples)):
-            if value is not None:
-                eval_args += [flag, str(value)]
-        for flag, values in (("--skip", args.skip), ("--methods", args.methods)):
-            eval_args += [flag, *values] if values else []
-        summary = bag_eval.evaluate_bag(args.bag, topics, args.out, args.slop, eval_args)
+        from syncvp_core.evaluation.pipeline import EvalRequest
+
+        request = EvalRequest(checkpoint=args.checkpoint or "bundled", data="", out=Path(args.out),
+                              horizon=args.horizon, seed=args.seed, device=args.device, batch_size=args.batch_size,
+                              steps=args.steps, eta=args.eta, skip=list(args.skip or []), methods=args.methods,
+                              samples=sys.maxsize if args.samples is None else args.samples)  # default: every window
+        summary = bag_eval.evaluate_bag(args.bag, topics, args.slop, request)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        from syncvp_core.cli.evaluate import summary_table
+        from syncvp_core.evaluation.pipeline import summary_table
         print(summary_table(summary))
         print(f"\nwrote {', '.join(summary['files'])} to {args.out}")
     return 0

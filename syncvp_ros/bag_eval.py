@@ -17,8 +17,8 @@ No rclpy: messages are deserialised with the rosbags type store.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from syncvp_core import plots
-from syncvp_core.evaluation import COPY_LAST, EvaluationResult, frame_scores
+from syncvp_core.evaluation import plots
+from syncvp_core.evaluation.scoring import COPY_LAST, EvaluationResult, frame_scores
 from syncvp_ros import bags
 from syncvp_ros.image_conversion import BadImage, depth_from_image, rgb_from_image, window_to_tensors
 from syncvp_ros.sync_buffer import GuidanceMode
@@ -42,13 +42,13 @@ MODALITIES = ("rgb", "depth")
 MODES = tuple(m.value for m in GuidanceMode)
 
 
-def evaluate_bag(bag, topics: dict[str, str], out: Path, slop: float, eval_args: list[str]) -> dict:
-    """syncvp-eval's run on every window of the bag (unless `eval_args` limits --samples); its metrics.json."""
-    from syncvp_core.cli import evaluate as syncvp_eval
+def evaluate_bag(bag, topics: dict[str, str], slop: float, request) -> dict:
+    """The evaluation pipeline (syncvp-eval's) on the bag's windows (as many as `request.samples`); `request` is an
+    EvalRequest whose data this fills in. Returns its metrics.json."""
+    from syncvp_core.evaluation import pipeline
 
     spec = f"rosbag:{bag}?" + urlencode({"rgb": topics["rgb"], "depth": topics["depth"], "slop": slop}, safe="/")
-    argv = ["--data", spec, "--out", str(out), "--samples", str(sys.maxsize), *eval_args]
-    return syncvp_eval.run(syncvp_eval.build_parser().parse_args(argv))
+    return pipeline.run(dataclasses.replace(request, data=spec))
 
 
 def time_ns(t) -> int:

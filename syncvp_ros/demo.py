@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from syncvp_core.cli.evaluate import learned_metrics
+from syncvp_core.evaluation.pipeline import learned_metrics
 from syncvp_ros import bag_eval, bag_synth, bags
-from syncvp_core.cli import POSITIVE, POSITIVE_INT, OneLineParser, number
+from syncvp_core.arguments import POSITIVE, POSITIVE_INT, OneLineParser, number
 from syncvp_ros.processes import ProcessError, play_through_node, ros_environment, share_file
 
 PROG = "python -m syncvp_ros.demo"

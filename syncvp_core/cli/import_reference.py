@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from syncvp_core.checkpoint import CheckpointError
-from syncvp_core.cli import POSITIVE, OneLineParser
+from syncvp_core.arguments import POSITIVE, OneLineParser
 from syncvp_core.reference import DepthCodec, convert_directory
 from syncvp_core.reference.codec import CODEC_KINDS
 from syncvp_core.reference.convert import DTYPES

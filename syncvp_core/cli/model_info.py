@@ -15,7 +15,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from syncvp_core.checkpoint import read_config
-from syncvp_core.cli import OneLineParser
+from syncvp_core.arguments import OneLineParser
 from syncvp_core.config import PRESETS, SyncVPConfig, get_config
 from syncvp_core.model import SyncVP, count_parameters
 from syncvp_core.stca import attention_flop_ratio

@@ -21,7 +21,7 @@ import yaml
 
 from syncvp_core.checkpoint import CheckpointError
 from syncvp_core.data.errors import DataError
-from syncvp_core.cli import POSITIVE_INT, OneLineParser
+from syncvp_core.arguments import POSITIVE_INT, OneLineParser
 from syncvp_core.train import recipe as recipe_module
 from syncvp_core.train.loop import train
 from syncvp_core.train.run_files import export_model, saved_config

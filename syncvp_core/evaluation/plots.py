@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from syncvp_core.depth import depth_to_model
-from syncvp_core.evaluation import EvaluationResult
+from syncvp_core.evaluation.scoring import EvaluationResult
 
 DEPTH_COLORMAP = "turbo"
 LINE_STYLES = ("-", "--", ":", "-.")  # so that methods with equal scores stay visible on top of each other
