@@ -13,8 +13,10 @@ T×H'×W' grid, a second TimeSformer, and an output head per frame:
 With `decoder_context` (ours, docs/model.md) the conv head also sees the frame before the clip at full resolution
 (with a mask: 1 where that frame has a valid pixel) and its output is a residual on it, out = clamp(base + r),
 base = the context frame where it is valid and 0 elsewhere; the last conv starts at zero, so a fresh decoder
-returns the context frame and the latent only has to carry what changes. Without a context frame (a modality
-that did not condition the prediction) the mask is 0 and the latent carries the whole frame.
+returns the context frame and the latent only has to carry what changes. With `context_warp` the context frame
+is first warped by a flow the tokens predict (one vector per token, zero at init): motion, the commonest change
+between frames, is then a few numbers per patch instead of new pixels. Without a context frame (a modality that
+did not condition the prediction) the mask is 0 and the latent carries the whole frame.
 
 Positions are learned axial embeddings (frame + row + column, added once before each TimeSformer)
 instead of the reference's rotary embeddings: simpler, 0.1 % of the parameters, and a clip shorter
@@ -134,16 +136,33 @@ class ConvHead(nn.Module):
         self.up = nn.ConvTranspose2d(cfg.width, hc, kernel_size=cfg.patch, stride=cfg.patch)
         self.refine = nn.Sequential(nn.GELU(), nn.Conv2d(hc + extra, hc, 3, padding=1), nn.GELU(),
                                     nn.Conv2d(hc, hc, 3, padding=1), nn.GELU(), nn.Conv2d(hc, channels, 3, padding=1))
-        if self.context:  # a fresh decoder returns its context frame exactly
-            nn.init.zeros_(self.refine[-1].weight)
-            nn.init.zeros_(self.refine[-1].bias)
+        # with context_warp, each token also says where its pixels come from in the context frame (a flow)
+        self.flow = nn.Conv2d(cfg.width, 2, 1) if cfg.context_warp else None
+        for last in filter(None, (self.refine[-1] if self.context else None, self.flow)):
+            nn.init.zeros_(last.weight)  # a fresh decoder returns its context frame (unmoved)
+            nn.init.zeros_(last.bias)
 
     def forward(self, tokens: Tensor, base: Tensor | None, mask: Tensor | None) -> Tensor:
         """tokens N×D×H'×W'; base N×C×H×W (model space, 0 where absent) and mask N×1×H×W, for context heads."""
         h = self.up(tokens)
         if not self.context:
             return 2 * torch.sigmoid(self.refine(h)) - 1
+        if self.flow is not None:
+            base, mask = warp(torch.cat([base, mask], 1), self.flow(tokens)).split([base.shape[1], 1], 1)
         return (base + self.refine(torch.cat([h, base, mask], 1))).clamp(-1.0, 1.0)
+
+
+def warp(image: Tensor, flow: Tensor) -> Tensor:
+    """Sample N×C×H×W `image` at each pixel moved by `flow` (N×2×h×w in pixels, x then y; bilinearly upsampled to
+    H×W, so one flow vector per token moves its patch smoothly); edges repeat."""
+    n, _, height, width = image.shape
+    # pixels -> grid units (the grid spans 2 over the image): gradients per pixel of motion, not per half-image
+    scale = torch.tensor([2.0 / width, 2.0 / height], dtype=image.dtype, device=image.device)[:, None, None]
+    flow = F.interpolate(flow * scale, size=(height, width), mode="bilinear", align_corners=False)
+    identity = F.affine_grid(torch.eye(2, 3, dtype=image.dtype, device=image.device).expand(n, 2, 3),
+                             [n, 1, height, width], align_corners=False)
+    return F.grid_sample(image, identity + flow.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border",
+                         align_corners=False)
 
 
 class TriplaneAutoencoder(nn.Module):

@@ -36,12 +36,15 @@ class AutoencoderConfig:
     output_head: str = "linear"  # "linear": one transposed conv per token (the paper's); "conv": + two 3×3 convs
     head_channels: int = 32  # feature maps of the conv head at full resolution
     decoder_context: bool = False  # decode on the frame before the clip (residual; ours, docs/model.md)
+    context_warp: bool = False  # warp that frame by a per-token flow before the residual (needs decoder_context)
 
     def __post_init__(self):
         if self.output_head not in OUTPUT_HEADS:
             raise ValueError(f"output_head {self.output_head!r} not in {OUTPUT_HEADS}")
         if self.decoder_context and self.output_head != "conv":
             raise ValueError("decoder_context needs output_head 'conv' (the context enters the conv head)")
+        if self.context_warp and not self.decoder_context:
+            raise ValueError("context_warp needs decoder_context (it warps the context frame)")
 
 
 @dataclass
@@ -149,7 +152,8 @@ PRESETS: dict[str, SyncVPConfig] = {
         autoencoder=AutoencoderConfig(width=96, patch=8, layers=2, heads=4, head_dim=24, ff_mult=2,
                                       embed_dim=8, projector_layers=1, projector_heads=4,
                                       projector_head_dim=24, projector_mlp=192,
-                                      output_head="conv", head_channels=16, decoder_context=True),
+                                      output_head="conv", head_channels=16, decoder_context=True,
+                                      context_warp=True),
         unet=UNetConfig(model_channels=40, channel_mult=(1, 2), num_res_blocks=1,
                         attention_levels=(1,), heads=4, norm_groups=8),
         coupling=CouplingConfig(kind="stca", slots="deep", heads=4),
