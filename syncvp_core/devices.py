@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")  # public: the node checks its `device` parameter with it
 CPU_FALLBACK = "CUDA is not available: running on the CPU (slow)"
 
 
@@ -17,7 +17,7 @@ def resolve_device(name: str, warn: Callable[[str], None] | None = None,
     An unknown name, or a CUDA device this machine lacks, raises ValueError with one line saying what to use.
     `cuda_count` stands in for torch.cuda.device_count() (tests fake a GPU with it).
     """
-    if not _NAME.fullmatch(name):
+    if not DEVICE_NAME.fullmatch(name):
         raise ValueError(f"unknown device {name!r} (expected auto, cpu, cuda or cuda:<index>)")
     count = torch.cuda.device_count() if cuda_count is None else cuda_count
     if name == "auto":
