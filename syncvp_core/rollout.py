@@ -46,10 +46,11 @@ class Prediction:
 class RolloutPredictor:
     """`predict` runs on the model's device; outputs come back on the device of the inputs.
     `sampler`, `steps` and `eta` default to the config's `diffusion.sampler` / `sampling_steps` / `eta`;
-    `samples` is K of the point estimate (module docstring)."""
+    `samples` is K of the point estimate (module docstring); `decoder_context=False` decodes without context."""
 
     def __init__(self, model: SyncVP, steps: int | None = None, eta: float | None = None,
-                 guidance_scale: float = 0.0, sampler: str | None = None, samples: int = 1):
+                 guidance_scale: float = 0.0, sampler: str | None = None, samples: int = 1,
+                 decoder_context: bool = True):
         if guidance_scale < 0:
             raise ValueError(f"guidance scale must be >= 0, got {guidance_scale}")
         if not isinstance(samples, int) or samples < 1:
@@ -61,6 +62,7 @@ class RolloutPredictor:
                                     dc.prediction)
         self.guidance_scale = guidance_scale
         self.samples = samples
+        self.decoder_context = decoder_context  # False: decode every chunk without context (an ablation)
         self.chunk_calls = 0  # sampled 8-frame chunks since construction
 
     @torch.inference_mode()
@@ -83,8 +85,8 @@ class RolloutPredictor:
         cond_rgb = torch.zeros_like(cond_depth) if cond_rgb is None else cond_rgb
         cond_depth = torch.zeros_like(cond_rgb) if cond_depth is None else cond_depth
         # the frame each modality's decoder builds on (None: decode without context)
-        last_rgb = None if rgb is None else rgb[:, -1]
-        last_depth = None if depth is None else depth[:, -1]
+        last_rgb = None if rgb is None or not self.decoder_context else rgb[:, -1]
+        last_depth = None if depth is None or not self.decoder_context else depth[:, -1]
 
         shape = (batch * k, cond_rgb.shape[1], cfg.target_shape().tokens)
         rgb_chunks, depth_chunks = [], []
@@ -102,7 +104,8 @@ class RolloutPredictor:
                 depth_chunk = _mean_of_samples(depth_chunk, k).repeat_interleave(k, 0)
             rgb_chunks.append(rgb_chunk)
             depth_chunks.append(depth_chunk)
-            last_rgb, last_depth = rgb_chunk[:, -1], depth_chunk[:, -1]
+            if self.decoder_context:
+                last_rgb, last_depth = rgb_chunk[:, -1], depth_chunk[:, -1]
         rgb_out, depth_out = torch.cat(rgb_chunks, 1)[::k, :horizon], torch.cat(depth_chunks, 1)[::k, :horizon]
         return Prediction(rgb_out.to(out_device), depth_out.to(out_device), mode)
 

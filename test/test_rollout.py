@@ -104,3 +104,18 @@ def test_bad_inputs_raise_value_error(model):
     assert predictor.chunk_calls == 0
     with pytest.raises(ValueError, match="guidance"):
         RolloutPredictor(model, guidance_scale=-1.0)
+
+
+def test_point_estimate_of_k_samples_and_decoding_without_context(model):
+    rgb, depth = frames(batch=2)
+    seed = torch.Generator().manual_seed(4)
+    mean = RolloutPredictor(model, steps=1, samples=3).predict(rgb, depth, horizon=10, generator=seed)
+    assert mean.rgb.shape == (2, 10, 3, 64, 64) and mean.depth.shape == (2, 10, 64, 64)
+    assert torch.isfinite(mean.rgb).all() and torch.isfinite(mean.depth).all()
+    single = RolloutPredictor(model, steps=1).predict(rgb, depth, horizon=10, generator=torch.Generator().manual_seed(4))
+    assert not torch.allclose(single.rgb, mean.rgb)
+    with_context = RolloutPredictor(model, steps=1).predict(rgb, depth, horizon=8,
+                                                            generator=torch.Generator().manual_seed(5))
+    without = RolloutPredictor(model, steps=1, decoder_context=False).predict(
+        rgb, depth, horizon=8, generator=torch.Generator().manual_seed(5))
+    assert not torch.allclose(with_context.rgb, without.rgb)

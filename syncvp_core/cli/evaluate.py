@@ -7,6 +7,7 @@ Writes DIR/metrics.json, per-horizon plots, a sample strip and a GIF; see docs/e
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -36,6 +37,9 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--guidance-scale", type=float, default=0.0, help="modality guidance w (0: plain)")
     parser.add_argument("--mean-of", type=POSITIVE_INT, default=1, metavar="K",
                         help="point estimate: the mean of K predictions drawn in one batch (1: one sample)")
+    parser.add_argument("--decoder-context", action=argparse.BooleanOptionalAction, default=True,
+                        help="decode on the frame before each chunk, for a model whose decoders take one (on; "
+                             "--no-decoder-context: an ablation)")
     parser.add_argument("--train-data", default=None,
                         help="training data spec: adds the training-mean baseline (its mean frame and depth map)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (0)")

@@ -45,6 +45,7 @@ class EvalRequest:
     eta: float | None = None
     guidance_scale: float = 0.0
     mean_of: int = 1
+    decoder_context: bool = True
     train_data: str | None = None
     seed: int = 0
     device: str = "auto"
@@ -98,7 +99,8 @@ def run(request: EvalRequest) -> dict:
     dataset = open_dataset(request.data, clip_length=clip_length, size=cfg.resolution, split=request.split)
     indices = pick_clips(dataset, request.samples)
     predictor = RolloutPredictor(model, steps=request.steps, eta=request.eta, guidance_scale=request.guidance_scale,
-                                 sampler=request.sampler, samples=request.mean_of)
+                                 sampler=request.sampler, samples=request.mean_of,
+                                 decoder_context=request.decoder_context)
     methods = request.methods or list(METHODS if request.train_data else DEFAULT_METHODS)
     training_mean = None
     if request.train_data:
@@ -124,6 +126,7 @@ def run(request: EvalRequest) -> dict:
                            "split": request.split, "sampler": request.sampler or cfg.diffusion.sampler,
                            "steps": len(sampler.timesteps), "eta": sampler.eta,
                            "guidance_scale": request.guidance_scale, "mean_of": request.mean_of,
+                           "decoder_context": request.decoder_context,
                            "train_data": request.train_data, "seed": request.seed, "device": str(device),
                            "depth_near": cfg.depth_near, "depth_far": cfg.depth_far,
                            "clips": [clip_origin(dataset, i) for i in indices]}
