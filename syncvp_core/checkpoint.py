@@ -17,20 +17,16 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 
+from syncvp_core.checkpoint_format import FORMAT, FORMAT_VERSION, CheckpointError, read_metadata
+from syncvp_core.checkpoint_format import one_line as _one_line
 from syncvp_core.config import PRESETS, SyncVPConfig, get_config
 from syncvp_core.model import SyncVP
 
-FORMAT = "syncvp"
-FORMAT_VERSION = "1"
 BUNDLED_PATH = Path(__file__).resolve().parent / "weights" / "tiny.safetensors"
 PRESET_SEED = 0
 OPTIONAL_PREFIXES = ("latent_stats.",)  # weights a file may lack (written before they existed)
-
-
-class CheckpointError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -49,18 +45,6 @@ def save_checkpoint(path, model: SyncVP, step: int | None = None, extra: dict | 
     # save_model (unlike save_file) accepts tensors tied between modules and stores them once
     safetensors.torch.save_model(model, str(path), metadata=metadata)
     return path
-
-
-def read_metadata(path) -> dict:
-    """The metadata of a SyncVP checkpoint file, without reading its tensors."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (OSError, SafetensorError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {_one_line(e)}") from None
-    if metadata.get("format") != FORMAT or "config" not in metadata:
-        raise CheckpointError(f"{path} is not a SyncVP checkpoint (no syncvp config in its metadata)")
-    return metadata
 
 
 def read_config(path, metadata: dict | None = None) -> SyncVPConfig:
@@ -153,8 +137,3 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def _plain(v):
     # tuples and lists compare equal (JSON has only lists)
     return list(v) if isinstance(v, tuple) else v
-
-
-def _one_line(e: Exception, limit: int = 300) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= limit else text[:limit] + " …"

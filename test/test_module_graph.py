@@ -77,9 +77,6 @@ def test_node_side_never_imports_the_command_line_layer():
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: syncvp_core.checkpoint.load_model imports syncvp_core.reference "
-                   "(inside the function), whose convert and load import syncvp_core.checkpoint; loading any model "
-                   "spec belongs in a module above both")
 def test_no_import_cycles():
     edges = {name: sorted(i for i in imports if i in MODULES and i != name) for name, imports in GRAPH.items()}
     cycles, state = [], {}  # state: 1 while on the depth-first path, 2 when done

@@ -17,7 +17,8 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
-from syncvp_core.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, _one_line, read_metadata
+from syncvp_core.checkpoint_format import FORMAT, FORMAT_VERSION, CheckpointError, read_metadata
+from syncvp_core.checkpoint_format import one_line as _one_line
 
 from .codec import DepthCodec
 from .config import FAMILY, ReferenceConfig

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from syncvp_core.checkpoint import CheckpointError, _one_line
+from syncvp_core.checkpoint_format import CheckpointError
+from syncvp_core.checkpoint_format import one_line as _one_line
 from syncvp_core.config import DiffusionConfig
 
 from .codec import DepthCodec
