@@ -6,7 +6,6 @@ import importlib.metadata
 import pathlib
 import re
 
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("syncvp_core", "syncvp_ros")
