@@ -40,3 +40,22 @@ def test_a_failing_stage_names_its_log(tmp_path):
     recipe.extra["autoencoder"] = SMALL + ["--lr", "nope"]
     with pytest.raises(RecipeError, match=r"autoencoder_rgb failed .*autoencoder_rgb\.log"):
         run(recipe, say=lambda _: None)
+
+
+def test_shipped_stage_configs_are_the_recipe_settings():
+    """config/train/*.yaml run one stage by hand with exactly the recipe's settings (and its 80 m budget share)."""
+    import pathlib
+
+    import yaml
+
+    from syncvp_core.train.recipe import COMMON, STAGE_ARGS, STAGE_SHARES
+    from syncvp_core.train.settings import parse_duration
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    for stage, extra in STAGE_ARGS.items():
+        settings = yaml.safe_load((root / "config" / "train" / f"{stage}.yaml").read_text())
+        flags = COMMON + extra
+        expected = {flags[i][2:].replace("-", "_"): flags[i + 1] for i in range(0, len(flags), 2)}
+        expected.pop("seed")
+        assert {k: float(settings[k]) for k in expected} == {k: float(v) for k, v in expected.items()}, stage
+        assert parse_duration(settings["time_budget"]) == pytest.approx(STAGE_SHARES[stage] * 80 * 60)
