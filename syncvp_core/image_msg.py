@@ -43,14 +43,24 @@ class BadImage(ValueError):
 
 
 # Every reason a frame is rejected, image-level ones here and stream-level ones from sync_buffer.
-REJECT_KINDS = ("encoding", "size", "step", "data_length", "invalid_depth", "size_mismatch", "out_of_order")
+REJECT_KINDS = ("encoding", "size", "too_small", "step", "data_length", "invalid_depth", "size_mismatch",
+                "out_of_order")
+# Longest piece of a message's own text (encoding, frame_id) quoted in a reason or a log line: the sender decides
+# their length, and a 2,000-character frame_id must not flood the log.
+QUOTE_LIMIT = 40
+
+
+def quoted(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """`repr` of a message-supplied string, cut to `limit` characters (with the full length said)."""
+    text = str(text)
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def image_to_array(msg) -> np.ndarray:
     """Copy of the pixels as native-endian `H×W` (one channel) or `H×W×C`, exactly as the message lays them out."""
     enc = ENCODINGS.get(msg.encoding)
     if enc is None:
-        raise BadImage("encoding", f"unsupported encoding {msg.encoding!r}")
+        raise BadImage("encoding", f"unsupported encoding {quoted(msg.encoding)}")
     height, width = int(msg.height), int(msg.width)
     if height == 0 or width == 0:
         raise BadImage("size", f"empty image {width}x{height}")
@@ -71,7 +81,8 @@ def image_to_array(msg) -> np.ndarray:
 def rgb_from_image(msg) -> np.ndarray:
     """`H×W×3` uint8 RGB from any of `RGB_ENCODINGS` (BGR reordered, alpha dropped, mono replicated)."""
     if msg.encoding not in RGB_ENCODINGS:
-        raise BadImage("encoding", f"RGB input must be one of {', '.join(RGB_ENCODINGS)}, got {msg.encoding!r}")
+        raise BadImage("encoding",
+                       f"RGB input must be one of {', '.join(RGB_ENCODINGS)}, got {quoted(msg.encoding)}")
     arr = image_to_array(msg)
     if msg.encoding == "mono8":
         return np.repeat(arr[..., None], 3, axis=2)
@@ -80,10 +91,15 @@ def rgb_from_image(msg) -> np.ndarray:
     return np.ascontiguousarray(arr[..., :3])
 
 
-def depth_from_image(msg, uint16_scale: float, min_depth: float, max_depth: float) -> np.ndarray:
-    """`H×W` float32 metres, NaN where invalid (REP 118 markers, or outside [min_depth, max_depth])."""
+def depth_from_image(msg, uint16_scale: float, min_depth: float, max_depth: float,
+                     far_as_inf: bool = False) -> np.ndarray:
+    """`H×W` float32 metres, NaN where invalid (REP 118 markers, or outside [min_depth, max_depth]).
+
+    With `far_as_inf`, pixels too far to measure (+inf, or beyond `max_depth`) are +inf instead (REP 118's "too
+    far"), so that a consumer can tell far from unknown; the frame still needs one finite valid pixel.
+    """
     if msg.encoding not in DEPTH_ENCODINGS:
-        raise BadImage("encoding", f"depth input must be 32FC1 (metres) or 16UC1, got {msg.encoding!r}")
+        raise BadImage("encoding", f"depth input must be 32FC1 (metres) or 16UC1, got {quoted(msg.encoding)}")
     raw = image_to_array(msg)
     if msg.encoding == "16UC1":
         depth = raw.astype(np.float32) * np.float32(uint16_scale)
@@ -92,7 +108,10 @@ def depth_from_image(msg, uint16_scale: float, min_depth: float, max_depth: floa
         depth = raw
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(depth) & (depth > 0) & (depth >= min_depth) & (depth <= max_depth)
+        far = (depth > max_depth) if far_as_inf else None  # +inf is > any max_depth
     if not valid.any():
         raise BadImage("invalid_depth", f"no valid depth pixel in [{min_depth}, {max_depth}] m")
     depth[~valid] = np.nan
+    if far is not None:
+        depth[far] = np.inf
     return depth

@@ -14,7 +14,7 @@ from std_msgs.msg import Header
 
 from syncvp_core.data.transforms import resize_depth, resize_rgb, scale_intrinsics
 from syncvp_core.image_msg import (  # noqa: F401 - the node's decoding API, re-exported
-    DEPTH_ENCODINGS, ENCODINGS, REJECT_KINDS, RGB_ENCODINGS, BadImage, depth_from_image, image_to_array,
+    DEPTH_ENCODINGS, ENCODINGS, REJECT_KINDS, RGB_ENCODINGS, BadImage, depth_from_image, image_to_array, quoted,
     rgb_from_image)
 from syncvp_ros.msg import RGBDPrediction
 from syncvp_ros.sync_buffer import Window, ns_to_duration, ns_to_time
@@ -40,6 +40,23 @@ def array_to_image(arr: np.ndarray, encoding: str, step: int | None = None, is_b
         padded[:, :row] = pixels.reshape(height, -1).view(np.uint8)
         data = padded.tobytes()
     return Image(height=height, width=width, encoding=encoding, is_bigendian=is_bigendian, step=step, data=data)
+
+
+# The model resizes the centre square of a frame to its resolution; below a quarter of it, the frame would be an
+# upscaled blur of a few pixels (a 1x1 image is "valid" but says nothing).
+MIN_SIDE_FRACTION = 0.25
+
+
+def min_usable_side(resolution: int) -> int:
+    return max(1, round(resolution * MIN_SIDE_FRACTION))
+
+
+def check_usable_size(pixels: np.ndarray, resolution: int) -> None:
+    """BadImage `too_small` for a frame whose shorter side is below `min_usable_side(resolution)` pixels."""
+    height, width = pixels.shape[:2]
+    if min(height, width) < min_usable_side(resolution):
+        raise BadImage("too_small", f"image {width}x{height} is smaller than the {min_usable_side(resolution)} "
+                                    f"pixels per side the {resolution}x{resolution} model can use")
 
 
 def window_to_tensors(rgb: list[np.ndarray], depth: list[np.ndarray], size: int):

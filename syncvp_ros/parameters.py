@@ -5,6 +5,7 @@ cannot express (choices, cross-parameter rules) and runs both at start-up and on
 """
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -59,6 +60,9 @@ SPECS = (
          choices="best_effort or reliable"),
     Spec("qos.output.depth", 2, "Publishers' KEEP_LAST depth", (1, 1000), read_only=True),
     Spec("debug.mosaic", False, "Publish ~/debug/mosaic (conditioning + predicted RGB and colour-mapped depth)"),
+    Spec("cloud.enable", True, "Publish ~/output/cloud: one predicted frame as a PointCloud2 (needs CameraInfo)"),
+    Spec("cloud.step", 0, "Predicted frame of ~/output/cloud, 1-based (0 = the last; beyond the horizon = the last)",
+         (0, 256)),
     Spec("diagnostics_period", 1.0, "Period of /diagnostics [s, steady clock]", (0.05, 60.0), read_only=True),
 )
 DEFAULTS = {s.name: s.default for s in SPECS}
@@ -119,6 +123,8 @@ class PredictorParams:
     output_reliability: str
     output_depth: int
     debug_mosaic: bool
+    cloud_enable: bool
+    cloud_step: int
     diagnostics_period: float
 
     @classmethod
@@ -127,6 +133,15 @@ class PredictorParams:
         if errors:
             raise ValueError("; ".join(errors))
         return cls(**{name.replace("qos.", "").replace(".", "_"): values[name] for name in DEFAULTS})
+
+
+def unknown_parameters(given: list[str], declared: set[str]) -> list[str]:
+    """One line per given name (e.g. from a params file) that nothing declares, with the nearest declared name."""
+    lines = []
+    for name in sorted(set(given) - declared):
+        near = difflib.get_close_matches(name, sorted(declared), n=1)
+        lines.append(f"{name!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+    return lines
 
 
 def resolve_device(spec: str, cuda_available: bool, cuda_count: int) -> tuple[str, str | None]:

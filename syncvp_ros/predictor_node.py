@@ -19,21 +19,26 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
 
 from syncvp_core.checkpoint import CheckpointError, load_model, model_id
-from syncvp_core.rollout import RolloutPredictor
+from syncvp_core.rollout import PredictionCancelled, RolloutPredictor
+from syncvp_ros.depth_rep118 import conditioning_depth, prediction_depth
 from syncvp_ros.diagnostics import InputMonitor, PredictorStats, Throttle, diagnostic_array
-from syncvp_ros.image_conversion import (BadImage, array_to_image, depth_from_image, mosaic, prediction_message,
-                                         rgb_from_image, rgb_to_uint8, scale_camera_info, window_to_tensors)
+from syncvp_ros.image_conversion import (BadImage, array_to_image, check_usable_size, depth_from_image, mosaic,
+                                         prediction_message, quoted, rgb_from_image, rgb_to_uint8,
+                                         scale_camera_info, window_to_tensors)
 from syncvp_ros.msg import RGBDPrediction
-from syncvp_ros.parameters import SPECS, PredictorParams, descriptor, resolve_device, validate
+from syncvp_ros.parameters import SPECS, PredictorParams, descriptor, resolve_device, unknown_parameters, validate
+from syncvp_ros.point_cloud import cloud_step_index, point_cloud
 from syncvp_ros.sync_buffer import (DEPTH, MODALITIES, RGB, Frame, LatestSlot, Rejected, SyncBuffer, SyncConfig,
-                                    Window, stamp_ns)
+                                    Window, ns_to_time, stamp_ns)
 
 NODE_NAME = "syncvp_predictor"
 TOPICS = {"rgb": "~/input/rgb", "depth": "~/input/depth", "camera_info": "~/input/camera_info",
-          "prediction": "~/output/prediction", "mosaic": "~/debug/mosaic", "diagnostics": "/diagnostics"}
+          "prediction": "~/output/prediction", "cloud": "~/output/cloud", "mosaic": "~/debug/mosaic",
+          "diagnostics": "/diagnostics"}
 LOG_THROTTLE_S = 5.0
 
 
@@ -50,6 +55,7 @@ def _qos(reliability: str, depth: int) -> QoSProfile:
 class PredictorNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        self._warn_unknown_parameters()
         try:
             self.params = p = self._declare_parameters()
             self._load_model(p)
@@ -64,6 +70,7 @@ class PredictorNode(Node):
         self._predictor_key = None
         self._predictor: RolloutPredictor | None = None
         self._last_mode = "none"
+        self._stopping = threading.Event()  # asked between DDIM steps: shutdown does not wait for a long rollout
         self._timing: dict[str, float | None] = {"inference": None, "publish": None, "age": None}
 
         in_qos, out_qos = _qos(p.input_reliability, p.input_depth), _qos(p.output_reliability, p.output_depth)
@@ -71,6 +78,7 @@ class PredictorNode(Node):
         self.create_subscription(Image, TOPICS["depth"], lambda m: self._on_frame(DEPTH, m), in_qos)
         self.create_subscription(CameraInfo, TOPICS["camera_info"], self._on_camera_info, in_qos)
         self.prediction_pub = self.create_publisher(RGBDPrediction, TOPICS["prediction"], out_qos)
+        self.cloud_pub = self.create_publisher(PointCloud2, TOPICS["cloud"], out_qos)
         self.mosaic_pub = self.create_publisher(Image, TOPICS["mosaic"], out_qos)
         self.diag_pub = self.create_publisher(DiagnosticArray, TOPICS["diagnostics"], 10)
         # Diagnostics on the steady clock: a paused simulation must still be reported (as stale inputs).
@@ -100,6 +108,13 @@ class PredictorNode(Node):
         self.device, self.model_id, self.resolution = device, model_id(self.model), self.model.cfg.resolution
 
     # ---- parameters ------------------------------------------------------------------------------------------
+    def _warn_unknown_parameters(self) -> None:
+        # A misspelt key in a params file (horizn: 12) would otherwise apply nowhere and say nothing.
+        declared = {spec.name for spec in SPECS} | set(self._parameters)
+        unknown = unknown_parameters(list(self._parameter_overrides), declared)
+        if unknown:
+            self.get_logger().warning(f"ignoring unknown parameter(s): {', '.join(unknown)}")
+
     def _declare_parameters(self) -> PredictorParams:
         try:
             for spec in SPECS:
@@ -139,30 +154,35 @@ class PredictorNode(Node):
         if self.buffer.observe_clock(now):
             self.slot.discard()
             for monitor in self.monitors.values():
-                monitor.rate.reset()
+                monitor.reset_timeline()
             self.get_logger().warning("node clock jumped backwards (bag loop?): ring buffers cleared")
         return now
 
     def _on_frame(self, modality: str, msg: Image) -> None:
         now = self._now()
+        monitor = self.monitors[modality]
         if now == 0:  # use_sim_time before the first /clock: staleness cannot be judged yet
+            monitor.ignore_before_clock()
             self._log_throttled("no_clock", "waiting for /clock (use_sim_time is set)")
             return
         p = self.params
+        stamp = stamp_ns(msg.header.stamp)
+        monitor.arrived(stamp, self.buffer.config.stale_timeout_ns[modality])
         try:
             data = (rgb_from_image(msg) if modality == RGB else
-                    depth_from_image(msg, p.depth_uint16_scale, p.depth_min, p.depth_max))
-            stamp = stamp_ns(msg.header.stamp)
+                    depth_from_image(msg, p.depth_uint16_scale, p.depth_min, p.depth_max, far_as_inf=True))
+            check_usable_size(data, self.resolution)
             self.buffer.push(modality, Frame(stamp, msg.header.frame_id, data), now)
         except (BadImage, Rejected) as e:
-            self.monitors[modality].reject(e.kind, str(e))
+            monitor.reject(e.kind, str(e))
             self._log_throttled((modality, e.kind), f"rejected {modality} message ({e.kind}): {e}")
             return
-        self.monitors[modality].accept(stamp)
+        monitor.accept(stamp)
         rgb, depth = self.buffer.newest(RGB), self.buffer.newest(DEPTH)
         if rgb and depth and rgb.frame_id != depth.frame_id:
-            self.get_logger().warning(f"RGB frame_id {rgb.frame_id!r} != depth frame_id {depth.frame_id!r}: "
-                                      "the depth image is assumed registered to the RGB camera", once=True)
+            self.get_logger().warning(f"RGB frame_id {quoted(rgb.frame_id)} != depth frame_id "
+                                      f"{quoted(depth.frame_id)}: the depth image is assumed registered to the "
+                                      "RGB camera", once=True)
         if p.prediction_period == 0:
             self._post_window(now)
 
@@ -179,13 +199,16 @@ class PredictorNode(Node):
         while (job := self.slot.take()) is not None:
             try:
                 self._predict_and_publish(*job)
+            except PredictionCancelled:  # shutdown() asked the rollout to stop
+                self.slot.done("dropped")
+                return
             except Exception as e:  # noqa: BLE001 - one failed window must not stop the node
-                self.slot.done(ok=False)
+                self.slot.done("failed")
                 if not self.context.ok():  # SIGINT shut the context down under a publish: just stop
                     return
                 self._log_throttled("inference", f"inference failed: {type(e).__name__}: {e}", error=True)
             else:
-                self.slot.done(ok=True)
+                self.slot.done("predicted")
 
     def _predictor_for(self, p: PredictorParams) -> RolloutPredictor:
         key = (p.sampler, p.ddim_steps, p.eta, p.guidance_scale)
@@ -198,17 +221,23 @@ class PredictorNode(Node):
     def _predict_and_publish(self, window: Window, camera_info: CameraInfo | None) -> None:
         p = self.params
         start = time.perf_counter()
-        rgb, depth = window_to_tensors([f.data for f in window.rgb], [f.data for f in window.depth],
-                                       self.resolution)
+        rgb, _ = window_to_tensors([f.data for f in window.rgb], [], self.resolution)
+        depth, holes = conditioning_depth([f.data for f in window.depth], self.resolution) if window.depth \
+            else (None, None)
         generator = torch.Generator(self.device).manual_seed(p.seed) if p.seed >= 0 else None
-        pred = self._predictor_for(p).predict(rgb=rgb, depth=depth, horizon=p.horizon, generator=generator)
-        pred_rgb, pred_depth = rgb_to_uint8(pred.rgb[0]), pred.depth[0].float().cpu().numpy()
+        pred = self._predictor_for(p).predict(rgb=rgb, depth=depth, horizon=p.horizon, generator=generator,
+                                              should_stop=self._stopping.is_set)
+        pred_rgb = rgb_to_uint8(pred.rgb[0])
+        pred_depth = prediction_depth(pred.depth[0].float().cpu().numpy(), holes, p.depth_min, p.depth_max,
+                                      self.model.cfg.depth_far)
         inferred = time.perf_counter()
         steps = p.ddim_steps or self.model.cfg.diffusion.sampling_steps
         info = scale_camera_info(camera_info, self.resolution) if camera_info is not None else None
         msg = prediction_message(window, pred_rgb, pred_depth, info, steps, self.model_id)
         self.prediction_pub.publish(msg)
         published = time.perf_counter()
+        if p.cloud_enable:
+            self._publish_cloud(msg, pred_rgb, pred_depth, info, p.cloud_step)
         self._timing = {"inference": inferred - start, "publish": published - inferred,
                         "age": (self.get_clock().now().nanoseconds - window.newest.stamp_ns) * 1e-9}
         if window.mode.value != self._last_mode:
@@ -221,6 +250,17 @@ class PredictorNode(Node):
                                           p.depth_min, p.depth_max), "rgb8")
             image.header = msg.header
             self.mosaic_pub.publish(image)
+
+    def _publish_cloud(self, msg: RGBDPrediction, rgb, depth, info: CameraInfo | None, step: int) -> None:
+        if info is None:
+            self.get_logger().warning("no usable CameraInfo on ~/input/camera_info: ~/output/cloud is not published",
+                                      once=True)
+            return
+        k = cloud_step_index(step, len(depth))
+        # stamped at the predicted frame's time: the cloud shows where the scene is expected to be then
+        header = Header(stamp=ns_to_time(stamp_ns(msg.header.stamp) + stamp_ns(msg.time_offsets[k])),
+                        frame_id=info.header.frame_id or msg.header.frame_id)
+        self.cloud_pub.publish(point_cloud(depth[k], rgb[k], info.k, header))
 
     # ---- diagnostics and logging -----------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
@@ -245,7 +285,8 @@ class PredictorNode(Node):
             self.get_logger().warning(text)
 
     def shutdown(self) -> None:
-        """Stop the worker and free the model (and its GPU memory) once it is no longer running."""
+        """Stop the worker (a running rollout stops at its next DDIM step) and free the model and its GPU memory."""
+        self._stopping.set()
         self.slot.close()
         self._worker.join(timeout=10.0)
         if not self._worker.is_alive():

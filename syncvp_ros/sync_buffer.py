@@ -11,7 +11,8 @@ Rules (docs/node.md):
   `cond_frames` frames. A gap longer than the stale timeout empties its buffer first, so a recovered sensor is
   used again only once it has delivered the conditioning frames anew.
 - Guidance mode: both usable -> rgbd (newest `cond_frames` RGB/depth pairs within `sync_slop`); only RGB -> rgb;
-  only depth -> depth; neither fresh -> no prediction (an error).
+  only depth -> depth; neither fresh -> no prediction (an error). A fresh modality that does not yet hold
+  `cond_frames` frames is waited for (no single-modality window meanwhile).
 - The node clock going backwards (bag loop) empties every buffer.
 """
 from __future__ import annotations
@@ -186,6 +187,11 @@ class SyncBuffer:
         """The guidance mode and window the buffers allow at `now_ns` (no de-duplication)."""
         n = self.config.cond_frames
         rgb_ok, depth_ok = self.usable(RGB, now_ns), self.usable(DEPTH, now_ns)
+        filling = [m for m in MODALITIES if self.fresh(m, now_ns) and not self.usable(m, now_ns)]
+        if filling and (rgb_ok or depth_ok):
+            # A fresh modality short of frames (start-up, recovery) is about to be usable: predicting without it
+            # would spend a whole inference on the weaker single-modality guidance.
+            return Selection(GuidanceMode.RGBD, None, f"waiting for {n} {filling[0]} conditioning frames")
         if rgb_ok and depth_ok:
             pairs = self._pairs()
             if len(pairs) < n:
@@ -234,7 +240,8 @@ class SyncBuffer:
 class Counters:
     received: int = 0   # windows handed to the slot
     predicted: int = 0  # published
-    dropped: int = 0    # superseded by a newer window (or discarded on a clock jump) before inference
+    dropped: int = 0    # superseded by a newer window (or discarded on a clock jump) before inference, or
+    #                     its inference cancelled at shutdown
     failed: int = 0     # inference raised
     pending: int = 0    # waiting in the slot or being inferred
 
@@ -277,13 +284,11 @@ class LatestSlot:
             self._in_flight += 1
             return item
 
-    def done(self, ok: bool) -> None:
+    def done(self, outcome: str) -> None:
+        """The taken item ended as "predicted", "failed" or "dropped" (cancelled: the node is stopping)."""
         with self._cond:
             self._in_flight -= 1
-            if ok:
-                self._counts.predicted += 1
-            else:
-                self._counts.failed += 1
+            setattr(self._counts, outcome, getattr(self._counts, outcome) + 1)
 
     def close(self) -> None:
         with self._cond:

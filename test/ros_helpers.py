@@ -91,6 +91,8 @@ class Feeder:
 
     Switch modalities with `send_rgb` / `send_depth`; `inject` queues extra (bad) messages published right after
     a tick's frames (one batch per tick), built from that tick's stamp; `jump_to(ns)` moves sim time.
+    `depth_fn(tick, height, width)` replaces the depth scene; `lose(modality, tick)` True withholds that frame
+    (a frame lost on the way: its stamp is skipped, `lost` records it).
     """
 
     node: object
@@ -103,8 +105,11 @@ class Feeder:
     depth_frame: str = "cam_depth"
     send_rgb: bool = True
     send_depth: bool = True
+    depth_fn: object = None
+    lose: object = None
     now_ns: int = 0
     published: list = field(default_factory=list)  # (wall time, modality, stamp ns)
+    lost: list = field(default_factory=list)  # (modality, stamp ns)
     _inject: list = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -172,20 +177,24 @@ class Feeder:
             self.tick += 1
             self.clock_pub.publish(Clock(clock=to_time(stamp)))
             wall = time.monotonic()
-            if self.send_rgb:
+            sent = {m: on and not (self.lose and self.lose(m, tick)) for m, on in (("rgb", self.send_rgb),
+                                                                                  ("depth", self.send_depth))}
+            if sent["rgb"]:
                 # Cycle through every RGB encoding and both depth encodings: the live path converts them all.
                 enc = rgb_encodings[tick % len(rgb_encodings)]
                 self.rgb_pub.publish(self.image(encode_rgb(synthetic_rgb(tick, self.height, self.width), enc),
                                                 enc, stamp, self.rgb_frame))
                 self.info_pub.publish(self.camera_info(stamp))
-            if self.send_depth:
-                depth = synthetic_depth(tick, self.height, self.width)
+            if sent["depth"]:
+                depth = (self.depth_fn or synthetic_depth)(tick, self.height, self.width)
+                millimetres = np.where(np.isfinite(depth), np.round(depth * 1000), 0).astype(np.uint16)  # 0 invalid
                 msg = (self.image(depth, "32FC1", stamp, self.depth_frame) if tick % 2 else
-                       self.image(np.round(depth * 1000).astype(np.uint16), "16UC1", stamp, self.depth_frame))
+                       self.image(millimetres, "16UC1", stamp, self.depth_frame))
                 self.depth_pub.publish(msg)
             with self._lock:
-                self.published += [(wall, m, stamp) for m, on in (("rgb", self.send_rgb),
-                                                                  ("depth", self.send_depth)) if on]
+                self.published += [(wall, m, stamp) for m, on in sent.items() if on]
+                self.lost += [(m, stamp) for m, on in (("rgb", self.send_rgb), ("depth", self.send_depth))
+                              if on and not sent[m]]
             for make in inject:
                 for pub, msg in make(stamp):
                     pub.publish(msg)

@@ -11,9 +11,10 @@ from hypothesis.extra import numpy as hnp
 from sensor_msgs.msg import CameraInfo, Image
 
 from syncvp_core.data.transforms import scale_intrinsics
-from syncvp_ros.image_conversion import (ENCODINGS, REJECT_KINDS, BadImage, array_to_image, colorize_depth,
-                                         depth_from_image, image_to_array, mosaic, prediction_message,
-                                         rgb_from_image, rgb_to_uint8, scale_camera_info, window_to_tensors)
+from syncvp_ros.image_conversion import (ENCODINGS, REJECT_KINDS, BadImage, array_to_image, check_usable_size,
+                                         colorize_depth, depth_from_image, image_to_array, mosaic,
+                                         prediction_message, quoted, rgb_from_image, rgb_to_uint8,
+                                         scale_camera_info, window_to_tensors)
 from syncvp_ros.sync_buffer import Frame, GuidanceMode, Window
 
 SIZES = st.tuples(st.integers(1, 9), st.integers(1, 9))
@@ -228,3 +229,19 @@ def test_prediction_message_fields():
     assert msg.camera_info.header.frame_id == "cam_rgb_optical" and msg.camera_info.header.stamp == msg.header.stamp
     assert all(i.header.stamp == msg.header.stamp for i in msg.rgb)
     assert list(prediction_message(_window(), rgb, depth, None, 2, "m").camera_info.k) == [0.0] * 9
+
+
+def test_sender_sized_strings_are_cut_in_reasons():
+    msg = array_to_image(np.zeros((4, 4, 3), np.uint8), "rgb8")
+    msg.encoding = "y" * 300
+    with pytest.raises(BadImage) as err:
+        rgb_from_image(msg)
+    assert len(str(err.value)) < 150 and "(300 characters)" in str(err.value)
+    assert quoted("cam") == "'cam'"
+
+
+def test_frames_smaller_than_the_model_can_use_are_too_small():
+    check_usable_size(np.zeros((16, 40, 3), np.uint8), 64)  # a quarter of 64 per side is enough
+    with pytest.raises(BadImage) as err:
+        check_usable_size(np.zeros((1, 1), np.float32), 64)
+    assert err.value.kind == "too_small" and err.value.kind in REJECT_KINDS and "16 pixels" in str(err.value)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from syncvp_ros.parameters import DEFAULTS, SPECS, PredictorParams, descriptor, resolve_device, validate
+from syncvp_ros.parameters import (DEFAULTS, SPECS, PredictorParams, descriptor, resolve_device,
+                                     unknown_parameters, validate)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "predictor.yaml"
@@ -54,6 +55,12 @@ def test_validate_names_the_reason(change, needle):
     assert len(errors) == 1 and needle in errors[0]
     with pytest.raises(ValueError, match=needle.split()[0]):
         PredictorParams.from_values({**DEFAULTS, **change})
+
+
+def test_unknown_parameter_names_come_with_the_nearest_declared_one():
+    declared = set(DEFAULTS) | {"use_sim_time"}
+    assert unknown_parameters(["horizn", "horizon", "zzz_not_a_thing", "use_sim_time"], declared) == [
+        "'horizn' (did you mean 'horizon'?)", "'zzz_not_a_thing'"]
 
 
 def test_resolve_device():

@@ -103,12 +103,13 @@ def test_depth_stale_switches_to_rgb_within_timeout_plus_one_frame_and_recovers(
     first_rgb = min(t for t, m in modes.items() if m is GuidanceMode.RGB)
     assert first_rgb - last_depth <= 500 * MS + 100 * MS
     assert all(m is None for t, m in modes.items() if t < first_rgb)  # waiting for depth, not guessing
-    # depth resumes: the first frame alone is not enough (its old frames were dropped after the gap)
+    # depth resumes: the first frame alone is not enough (its old frames were dropped after the gap), and while
+    # fresh depth fills up, no RGB-only window is spent on it
     t = T0 + 1500 * MS
     push(buf, RGB, t)
     push(buf, DEPTH, t)
-    w = buf.next_window(t)
-    assert w.mode is GuidanceMode.RGB and buf.count(DEPTH) == 1
+    assert buf.next_window(t) is None and buf.count(DEPTH) == 1
+    assert "waiting for 2 depth" in buf.select(t).reason
     t += 100 * MS
     push(buf, RGB, t)
     push(buf, DEPTH, t)
@@ -126,6 +127,22 @@ def test_rgb_stale_gives_depth_only_and_both_stale_gives_nothing():
     sel = buf.select(now)
     assert sel.mode is None and sel.window is None and sel.both_stale
     assert buf.next_window(now) is None
+
+
+def test_at_start_a_fresh_modality_short_of_frames_is_waited_for_not_skipped():
+    buf = make()
+    push(buf, RGB, T0)
+    push(buf, DEPTH, T0 + 3 * MS, now=T0 + 3 * MS)
+    push(buf, RGB, T0 + 100 * MS)  # RGB has its 2 frames, fresh depth has 1: no RGB-only prediction
+    sel = buf.select(T0 + 100 * MS)
+    assert sel.window is None and sel.mode is GuidanceMode.RGBD and "depth" in sel.reason
+    push(buf, DEPTH, T0 + 103 * MS, now=T0 + 103 * MS)
+    assert buf.next_window(T0 + 103 * MS).mode is GuidanceMode.RGBD
+    # a modality that is really stale is not waited for
+    late = T0 + 103 * MS + 600 * MS
+    push(buf, RGB, late)
+    push(buf, RGB, late + 100 * MS)
+    assert buf.next_window(late + 100 * MS).mode is GuidanceMode.RGB
 
 
 def test_waiting_for_conditioning_frames_is_not_both_stale():
@@ -233,10 +250,10 @@ def test_latest_slot_keeps_only_the_newest_and_counts():
     assert slot.take(0) == 4
     slot.post(5)
     slot.discard()
-    slot.done(ok=True)
+    slot.done("predicted")
     slot.post(6)
     assert slot.take(0) == 6
-    slot.done(ok=False)
+    slot.done("failed")
     c = slot.counters()
     assert (c.received, c.predicted, c.dropped, c.failed, c.pending) == (7, 1, 5, 1, 0)
     assert slot.take(0.01) is None
@@ -250,7 +267,7 @@ def test_latest_slot_under_a_slow_consumer_keeps_the_invariant():
         while (item := slot.take()) is not None:
             threading.Event().wait(0.002)
             taken.append(item)
-            slot.done(ok=True)
+            slot.done("predicted")
 
     worker = threading.Thread(target=consumer)
     worker.start()
