@@ -25,11 +25,12 @@ def generate_launch_description():
     # Imported here so that tests without `launch` can still read carla_topics from this file.
     from ament_index_python.packages import get_package_share_directory
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription
-    from launch.conditions import IfCondition, LaunchConfigurationNotEquals
+    from launch.actions import (DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription,
+                                SetEnvironmentVariable)
+    from launch.conditions import IfCondition
     from launch.launch_description_sources import PythonLaunchDescriptionSource
-    from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-    from launch_ros.substitutions import FindPackageShare
+    from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution, PathJoinSubstitution
+    from launch_ros.substitutions import FindPackagePrefix, FindPackageShare
 
     share = get_package_share_directory("syncvp_ros")
     arg = LaunchConfiguration
@@ -40,7 +41,14 @@ def generate_launch_description():
         source = PythonLaunchDescriptionSource(PathJoinSubstitution([FindPackageShare(package), *path]))
         return IncludeLaunchDescription(source, launch_arguments=arguments.items(), condition=condition)
 
+    recording = IfCondition(NotEqualsSubstitution(arg("record"), ""))
+    profile = arg("dds_profile")
     return LaunchDescription([
+        # First, so that the bridge's cameras (the writers of the large frames) use it too.
+        DeclareLaunchArgument("dds_profile", default_value=os.path.join(share, "config", "fastdds_large_frames.xml"),
+                              description="Fast DDS profile for large frames ('' = leave the environment alone)"),
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile,
+                               condition=IfCondition(NotEqualsSubstitution(profile, ""))),
         DeclareLaunchArgument("role_name", default_value=ROLE, description="the ego vehicle's role name"),
         DeclareLaunchArgument("rgb_sensor", default_value=RGB_SENSOR, description="id of the RGB camera"),
         DeclareLaunchArgument("depth_sensor", default_value=DEPTH_SENSOR, description="id of the depth camera"),
@@ -59,11 +67,13 @@ def generate_launch_description():
         include("carla_spawn_objects", ["carla_spawn_objects.launch.py"],
                 {"objects_definition_file": arg("objects_file")}, IfCondition(arg("bridge"))),
         include("syncvp_ros", ["launch", "predictor.launch.py"],
-                {"params_file": arg("params_file"), "use_sim_time": "true", **topics}),
+                {"params_file": arg("params_file"), "use_sim_time": "true", "dds_profile": profile, **topics}),
         # One bag with inputs and predictions: `syncvp-bag eval BAG ... --predictions BAG` (docs/carla.md).
+        # The package's executable itself, not `ros2 run` (which does not pass SIGINT on: the recorder would be
+        # orphaned and the bag left without metadata.yaml); launch_ros' Node would append --ros-args.
         ExecuteProcess(
-            cmd=["ros2", "run", "syncvp_ros", "syncvp-bag", "record", *topics.values(),
-                 "/syncvp_predictor/output/prediction", "/diagnostics", "/clock", "--use-sim-time",
-                 "--out", arg("record")],
-            output="screen", condition=LaunchConfigurationNotEquals("record", "")),
+            cmd=[PathJoinSubstitution([FindPackagePrefix("syncvp_ros"), "lib", "syncvp_ros", "syncvp-bag"]),
+                 "record", *topics.values(), "/syncvp_predictor/output/prediction", "/diagnostics", "/clock",
+                 "--use-sim-time", "--out", arg("record")],
+            output="screen", condition=recording),
     ])

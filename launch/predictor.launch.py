@@ -7,9 +7,23 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution
 from launch_ros.actions import Node
+
+# Fast DDS profile for large frames (16 MiB shared memory, loopback UDP): see the file and docs/node.md.
+DDS_PROFILE = ("config", "fastdds_large_frames.xml")
+
+
+def dds_profile_actions(default_profile):
+    """The `dds_profile` argument and FASTDDS_DEFAULT_PROFILES_FILE for every process started after it."""
+    profile = LaunchConfiguration("dds_profile")
+    return [DeclareLaunchArgument("dds_profile", default_value=default_profile,
+                                  description="Fast DDS profile file for large frames ('' = leave "
+                                              "FASTDDS_DEFAULT_PROFILES_FILE as it is)"),
+            SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile,
+                                   condition=IfCondition(NotEqualsSubstitution(profile, "")))]
 
 
 def _predictor(context):
@@ -33,8 +47,10 @@ def _predictor(context):
 
 
 def generate_launch_description():
-    default_params = os.path.join(get_package_share_directory("syncvp_ros"), "config", "predictor.yaml")
+    share = get_package_share_directory("syncvp_ros")
+    default_params = os.path.join(share, "config", "predictor.yaml")
     return LaunchDescription([
+        *dds_profile_actions(os.path.join(share, *DDS_PROFILE)),
         DeclareLaunchArgument("params_file", default_value=default_params,
                               description="Parameter file (ros__parameters under /**/syncvp_predictor)"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
