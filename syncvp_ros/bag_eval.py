@@ -94,6 +94,9 @@ def _record(msg, received_ns: int) -> PredictionRecord:
 
 
 def read_predictions(path, topic: str) -> Iterator[tuple[PredictionRecord, object]]:
+    topics = bags.bag_info(path).topics
+    if topic not in topics:
+        raise ValueError(f"{path}: no topic {topic}; its topics are: {', '.join(sorted(topics)) or 'none'}")
     store = bags.typestore()
     for m in bags.read_messages(path, [topic]):
         if m.msgtype != bags.PREDICTION_TYPE:

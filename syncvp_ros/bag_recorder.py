@@ -3,11 +3,14 @@
 Like `ros2 bag record`: a topic is subscribed once it appears in the graph (with the type its publishers
 announce), the subscription adapts to the publishers' QoS (reliable only when every publisher is), their
 offered profiles go into the bag's metadata, and each message is stamped with its receive time on the
-recorder's clock (sim time with `use_sim_time`).
+recorder's clock (sim time with `use_sim_time`). With sim time, messages that arrive before the first /clock
+(time 0) are held and written at the first clock time, in arrival order; beyond `HOLD_LIMIT` of them, the
+oldest are dropped and counted, and if /clock never comes, the held ones are dropped and counted at the end.
 """
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import rclpy
@@ -22,6 +25,8 @@ from syncvp_ros.bag_player import message_class, stop_on_signals
 
 # Deep enough that a burst of images outlasts a slow write.
 RECORD_DEPTH = 100
+# Messages kept while waiting for the first /clock (images: a few hundred MB at most).
+HOLD_LIMIT = 200
 
 
 def _qos_time(duration) -> bags.QosTime:
@@ -56,6 +61,8 @@ class BagRecorder:
         self.node, self.writer, self.on_message = node, writer, on_message
         self.waiting = set(topics)
         self.skipped: dict[str, str] = {}
+        self.dropped_before_clock = 0
+        self._held: deque[tuple[str, bytes]] = deque()
         self._subscriptions = []
 
     def discover(self) -> None:
@@ -80,9 +87,27 @@ class BagRecorder:
                 subscription_qos([p.qos_profile for p in publishers]), raw=True))
 
     def _write(self, topic: str, raw: bytes) -> None:
-        self.writer.write(topic, self.node.get_clock().now().nanoseconds, raw)
-        if self.on_message:
-            self.on_message(topic)
+        self._held.append((topic, raw))
+        if len(self._held) > HOLD_LIMIT:
+            self._held.popleft()
+            self.dropped_before_clock += 1
+        self.flush()
+
+    def flush(self) -> None:
+        """Writes the held messages once the clock runs (log time 0 would put them before the whole bag)."""
+        now = self.node.get_clock().now().nanoseconds
+        if now == 0:
+            return
+        while self._held:
+            topic, raw = self._held.popleft()
+            self.writer.write(topic, now, raw)
+            if self.on_message:
+                self.on_message(topic)
+
+    def close(self) -> None:
+        self.flush()
+        self.dropped_before_clock += len(self._held)
+        self._held.clear()
 
 
 def record_bag(out: str, topics: Sequence[str], storage: str = "mcap", duration: float = 0.0,
@@ -107,7 +132,12 @@ def record_bag(out: str, topics: Sequence[str], storage: str = "mcap", duration:
                 recorder.discover()
                 next_discovery = time.monotonic() + 0.1
             executor.spin_once(timeout_sec=0.05)
+            recorder.flush()
     finally:
+        recorder.close()
+        if recorder.dropped_before_clock:
+            node.get_logger().warning(f"{recorder.dropped_before_clock} message(s) arrived before the first /clock "
+                                      "and were not recorded")
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown()

@@ -131,6 +131,8 @@ def read_messages(path: str | os.PathLike, topics: Sequence[str] | None = None) 
     reader = _open_reader(path)
     try:
         connections = [c for c in reader.connections if topics is None or c.topic in topics]
+        if not connections and topics is not None:
+            return  # (rosbags reads every connection when given none)
         messages = reader.messages(connections=connections)
         while True:
             try:

@@ -397,3 +397,65 @@ def test_16uc1_marks_out_of_range_and_invalid_depth_as_zero():
 
     depth = np.array([[1.5, np.nan, np.inf, 70.0, 65.0, -1.0]], np.float32)
     assert encode_depth(depth, "16UC1").tolist() == [[1500, 0, 0, 0, 65000, 0]]
+
+
+def test_a_rosbag2_folder_named_like_a_ros1_bag_reads_everywhere(tmp_path, capsys):
+    from syncvp_core.cli import data as data_cli
+    from syncvp_core.data.rosbag import rosbag_sequence
+
+    bag = synth(tmp_path, "--frames", "12", "--size", "16", name="drive.bag")  # the README's own example name
+    sequence = rosbag_sequence(bag, "/camera/color/image_raw", "/camera/depth/image_raw", size=16)
+    assert len(sequence.rgb) == 12
+    capsys.readouterr()
+    spec = f"rosbag:{bag}?rgb=/camera/color/image_raw&depth=/camera/depth/image_raw"
+    assert data_cli.main(["info", spec, "--json"]) == 0, capsys.readouterr().err
+
+
+def test_eval_names_a_missing_prediction_topic_and_lists_the_bag_s_topics(tmp_path, capsys):
+    bag = synth(tmp_path, "--frames", "3", "--size", "8")
+    capsys.readouterr()
+    assert bag_cli.main(["eval", str(bag), "--rgb-topic", "/camera/color/image_raw", "--depth-topic",
+                         "/camera/depth/image_raw", "--predictions", str(bag), "--out", str(tmp_path / "e"),
+                         "--skip", "lpips", "--quiet"]) == 1
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert "no topic /syncvp_predictor/output/prediction" in err and "/clock" in err and "carries" not in err
+    assert list(bags.read_messages(bag, ["/not/there"])) == []  # not every topic, as rosbags would give
+
+
+def test_record_with_sim_time_holds_messages_until_the_first_clock(tmp_path, ros_env):
+    import rclpy
+    from builtin_interfaces.msg import Time
+    from rclpy.context import Context
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import Image
+
+    out = tmp_path / "recorded"
+    context = Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("bag_clock_publisher", context=context)
+    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    images = node.create_publisher(Image, "/test/early", qos)
+    clock = node.create_publisher(Clock, "/clock", qos)
+    recorder = ChildProcess("recorder", [str(BIN / "syncvp-bag"), "record", "/test/early", "--use-sim-time",
+                                         "--out", str(out), "--quiet"], env=ros_env)
+    try:
+        recorder.wait_for_line("recording /test/early ", timeout=60)
+        deadline = time.monotonic() + 30
+        while not (images.get_subscription_count() and clock.get_subscription_count()):
+            assert time.monotonic() < deadline, "recorder never matched"
+            time.sleep(0.05)
+        for i in range(5):
+            if i == 3:  # three messages before sim time starts, two after
+                clock.publish(Clock(clock=Time(sec=50)))
+                assert clock.wait_for_all_acked(rclpy.duration.Duration(seconds=30))
+                time.sleep(1.0)
+            images.publish(Image(height=1, width=1, encoding="mono8", step=1, data=bytes([i])))
+            assert images.wait_for_all_acked(rclpy.duration.Duration(seconds=30))
+    finally:
+        assert recorder.stop(timeout=20) == 0
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+    (recorded,) = read_all(out).values()
+    assert [bytes(m.data)[0] for _, m in recorded] == [0, 1, 2, 3, 4]
+    assert all(t >= 50 * 10**9 for t, _ in recorded), [t for t, _ in recorded]

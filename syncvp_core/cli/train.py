@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from syncvp_core.checkpoint import CheckpointError
+from syncvp_core.config import get_config
 from syncvp_core.data.errors import DataError
 from syncvp_core.arguments import POSITIVE_INT, OneLineParser
 from syncvp_core.train import recipe as recipe_module
@@ -119,7 +120,17 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
         if saved["stage"] != args.stage:
             raise TrainingError(f"{out} holds a {saved['stage']} run, not {args.stage}")
         values = {**saved, **values}
-    return TrainConfig.from_dict(values), resume
+    cfg = TrainConfig.from_dict(values)
+    check_model(cfg.model)
+    return cfg, resume
+
+
+def check_model(name: str) -> None:
+    """An unknown --model is a one-line error before anything starts, not a traceback from inside the run."""
+    try:
+        get_config(name)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
 
 
 def print_summary(s: dict) -> None:
@@ -141,6 +152,7 @@ def export(args: argparse.Namespace) -> int:
 
 
 def recipe(args: argparse.Namespace) -> int:
+    check_model(args.model)
     summary = recipe_module.run(recipe_module.Recipe(
         out=args.out, budget_s=parse_duration(args.budget), model=args.model, data=args.data,
         test_data=args.test_data, sequences=args.sequences, test_sequences=args.test_sequences, frames=args.frames,

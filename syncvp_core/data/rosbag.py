@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
 from ..image_msg import image_to_array, rgb_from_image
@@ -71,7 +71,7 @@ class _Stream:
     skipped: int = 0
 
 
-def _find_topic(reader: AnyReader, path: Path, topic: str):
+def _find_topic(reader: Reader, path: Path, topic: str):
     images = sorted({c.topic for c in reader.connections if c.msgtype == "sensor_msgs/msg/Image"})
     matches = [c for c in reader.connections if c.topic == topic]
     if not matches:
@@ -86,11 +86,14 @@ def rosbag_sequence(path: Path, rgb_topic: str, depth_topic: str, slop: float = 
     """Read, decode, resize and pair the two topics of the bag at `path` (a rosbag2 folder or its storage file)."""
     bag = path.parent if path.is_file() else path  # rosbag2 is a folder; accept its .db3/.mcap too
     streams = {rgb_topic: _Stream(), depth_topic: _Stream()}
+    # rosbags' Reader for rosbag2 itself, not AnyReader: AnyReader takes any folder named *.bag for ROS 1 (and
+    # `syncvp-bag synth drive.bag` is a rosbag2 folder of that name).
+    typestore = get_typestore(Stores.ROS2_JAZZY)
     try:
-        with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
+        with Reader(bag) as reader:
             connections = _find_topic(reader, bag, rgb_topic) + _find_topic(reader, bag, depth_topic)
             for connection, log_time, raw in reader.messages(connections=connections):
-                msg = reader.deserialize(raw, connection.msgtype)
+                msg = typestore.deserialize_cdr(raw, connection.msgtype)
                 stream = streams[connection.topic]
                 stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec or log_time
                 try:
@@ -110,7 +113,7 @@ def rosbag_sequence(path: Path, rgb_topic: str, depth_topic: str, slop: float = 
                 stream.shapes.append(pixels.shape[:2])
     except DataError:
         raise
-    except Exception as err:  # AnyReaderError, sqlite3, MCAP and deserialisation errors on a truncated/corrupt file
+    except Exception as err:  # ReaderError, sqlite3, MCAP and deserialisation errors on a truncated/corrupt file
         raise DataError(path, f"cannot read rosbag2 ({type(err).__name__}: {err})") from None
     for topic, stream in streams.items():
         if stream.skipped:
