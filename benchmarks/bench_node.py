@@ -5,7 +5,8 @@ stamped with the wall clock, and measures per prediction:
 - end-to-end: receipt of the prediction minus its header stamp (the newest input stamp);
 - in the node (from /diagnostics): inference, message build + publish, and node clock at publish minus stamp.
 Then, in this process, builds and publishes the same 8 + 8-frame 64² RGBDPrediction `--publish-reps` times to
-one subscriber, timing `prediction_message` and `publish` separately.
+one subscriber, timing `prediction_message` and `publish` separately, and builds the `~/output/cloud`
+PointCloud2 of one predicted 64² frame (`point_cloud`) as often.
 
     .venv/bin/python benchmarks/bench_node.py [--steps 2] [--seconds 20] [--json out.json]
 """
@@ -34,6 +35,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from syncvp_ros.image_conversion import array_to_image, prediction_message  # noqa: E402
 from syncvp_ros.msg import RGBDPrediction  # noqa: E402
+from syncvp_ros.point_cloud import point_cloud  # noqa: E402
 from syncvp_ros.sync_buffer import Frame, GuidanceMode, Window, stamp_ns  # noqa: E402
 
 SIZE, HORIZON = 64, 8
@@ -127,19 +129,24 @@ def publish_cost(node, reps: int) -> dict:
     window = Window(GuidanceMode.RGBD, frames, frames)
     rgb = rng.integers(0, 255, (HORIZON, SIZE, SIZE, 3), dtype=np.uint8)
     depth = rng.uniform(2, 40, (HORIZON, SIZE, SIZE)).astype(np.float32)
-    build, publish = [], []
+    k = [50.0, 0.0, 31.5, 0.0, 50.0, 31.5, 0.0, 0.0, 1.0]
+    build, publish, cloud_build = [], [], []
     for _ in range(reps):
         t0 = time.perf_counter()
         msg = prediction_message(window, rgb, depth, None, 2, "tiny")
         t1 = time.perf_counter()
         pub.publish(msg)
         t2 = time.perf_counter()
+        cloud = point_cloud(depth[-1], rgb[-1], k, msg.header)
+        t3 = time.perf_counter()
         build.append(t1 - t0)
         publish.append(t2 - t1)
+        cloud_build.append(t3 - t2)
         time.sleep(0.01)
     time.sleep(0.5)
-    return {"message_build": summary(build), "publish": summary(publish), "received": len(received),
-            "message_bytes": int(sum(len(i.data) for i in (*msg.rgb, *msg.depth)))}
+    return {"message_build": summary(build), "publish": summary(publish), "cloud_build": summary(cloud_build),
+            "received": len(received), "message_bytes": int(sum(len(i.data) for i in (*msg.rgb, *msg.depth))),
+            "cloud_points": cloud.width}
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ PROG = "python -m syncvp_ros.demo"
 PREDICTIONS = "/syncvp_predictor/output/prediction"
 DIAGNOSTICS = "/diagnostics"
 DROPOUT = (0.4, 0.7)  # depth withheld over this share of the drive
+DDS_PROFILE = ("config", "fastdds_large_frames.xml")  # best-effort large frames arrive whole (docs/node.md)
 LATENCY_KEYS = {"inference latency [s]": "inference", "age at publish [s]": "age_at_publish"}
 
 
@@ -145,7 +146,9 @@ def run(args) -> dict:
     spec = bag_synth.SynthSpec(frames=args.frames, rate=args.rate_hz, size=args.size, seed=args.seed)
     duration = (args.frames - 1) / args.rate_hz
     dropout = (round(DROPOUT[0] * duration, 3), round(DROPOUT[1] * duration, 3))
-    env = ros_environment(out / "logs" / "ros", int(os.environ.get("ROS_DOMAIN_ID", 1 + os.getpid() % 100)))
+    dds_profile = share_file(*DDS_PROFILE) if args.dds_profile is None else (args.dds_profile or None)
+    env = ros_environment(out / "logs" / "ros", int(os.environ.get("ROS_DOMAIN_ID", 1 + os.getpid() % 100)),
+                          dds_profile)
     with tqdm(total=3, desc="demo", unit="stage", disable=args.quiet) as stages:
         stages.set_postfix_str("synthetic drive")
         bag_synth.write_synthetic_bag(out / "drive", spec, topics)
@@ -170,7 +173,7 @@ def run(args) -> dict:
     report = {
         "settings": {"frames": args.frames, "rate_hz": args.rate_hz, "size": args.size, "seed": args.seed,
                      "horizon": args.horizon, "steps": args.steps, "play_rate": args.rate, "dropout_s": dropout,
-                     "params_file": str(params_file)},
+                     "params_file": str(params_file), "dds_profile": str(dds_profile or "")},
         "device": device.group(1) if device else "unknown",
         "node_exit": pipeline.node_exit, "evaluation": evaluation, "mode_sequence": mode_sequence(records),
         "latency": latency(pipeline.recording, records)}
@@ -193,6 +196,8 @@ def main(argv=None) -> int:
                         help="playback speed (0.5, so a CPU node predicts often enough to show the dropout)")
     parser.add_argument("--seed", type=int, default=0, help="drive and sampling seed (0)")
     parser.add_argument("--params-file", help="node parameters (default config/predictor.yaml)")
+    parser.add_argument("--dds-profile", metavar="FILE",
+                        help="Fast DDS profile for every process (default config/fastdds_large_frames.xml; '' = none)")
     parser.add_argument("--skip", nargs="+", choices=("lpips",), default=[], metavar="METRIC",
                         help="skip LPIPS (the slowest metric)")
     parser.add_argument("--json", action="store_true", help="print summary.json instead of the table")

@@ -103,14 +103,18 @@ class ChildProcess:
         self.stop()
 
 
-def ros_environment(log_dir: str | os.PathLike, domain_id: int | None = None) -> dict[str, str]:
-    """This environment plus the DDS hygiene every rclpy child needs: localhost discovery, logs kept aside."""
+def ros_environment(log_dir: str | os.PathLike, domain_id: int | None = None,
+                    dds_profile: str | os.PathLike | None = None) -> dict[str, str]:
+    """This environment plus the DDS hygiene every rclpy child needs: localhost discovery, logs kept aside; with
+    `dds_profile`, every child uses that Fast DDS profile (the large-frame one: publishers need it too)."""
     env = dict(os.environ)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # default discovery multicasts off the machine
     env["ROS_LOG_DIR"] = str(Path(log_dir))
     env["PYTHONUNBUFFERED"] = "1"
     if domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(domain_id)
+    if dds_profile is not None:
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(dds_profile)
     return env
 
 

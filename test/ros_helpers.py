@@ -105,6 +105,7 @@ class Feeder:
     depth_frame: str = "cam_depth"
     send_rgb: bool = True
     send_depth: bool = True
+    send_info: bool = True
     depth_fn: object = None
     lose: object = None
     now_ns: int = 0
@@ -184,7 +185,8 @@ class Feeder:
                 enc = rgb_encodings[tick % len(rgb_encodings)]
                 self.rgb_pub.publish(self.image(encode_rgb(synthetic_rgb(tick, self.height, self.width), enc),
                                                 enc, stamp, self.rgb_frame))
-                self.info_pub.publish(self.camera_info(stamp))
+                if self.send_info:
+                    self.info_pub.publish(self.camera_info(stamp))
             if sent["depth"]:
                 depth = (self.depth_fn or synthetic_depth)(tick, self.height, self.width)
                 millimetres = np.where(np.isfinite(depth), np.round(depth * 1000), 0).astype(np.uint16)  # 0 invalid

@@ -41,6 +41,7 @@ def test_demo_report(tmp_path, ros_env):
     assert evaluation["clips"] >= 3 and evaluation["guidance_modes"]["rgbd"] >= 1
     assert report["mode_sequence"][:3] == ["rgbd", "rgb", "rgbd"]
     assert report["node_exit"] == 0
+    assert report["settings"]["dds_profile"].endswith("config/fastdds_large_frames.xml")  # by default
     for method in ("syncvp", "copy-last"):
         for modality, metric in (("rgb", "ssim"), ("rgb", "psnr"), ("depth", "abs_rel"), ("depth", "rmse")):
             assert isinstance(evaluation["results"][method][modality][metric]["mean"], float), (method, metric)

@@ -124,10 +124,13 @@ def test_frames_before_the_first_clock_are_counted(rig):
     assert level == 1 and "waiting for /clock" in message and values["accepted"] == "0"
 
 
-def test_no_single_modality_prediction_while_a_fresh_modality_fills_up(rig):
+def test_no_single_modality_prediction_while_a_fresh_modality_fills_up_and_no_cloud_without_camera_info(rig):
+    rig.feeder.send_info = False
     rig.feeder.start()  # each tick sends RGB, then depth: RGB has 2 frames while depth has 1
     wait_until(lambda: len(rig.predictions.since(0)) >= 3, 120, what="three predictions")
     assert {m.guidance_mode for m in rig.predictions.since(0)} == {"rgbd"}
+    assert rig.clouds.since(0) == [] and rig.proc.log().count("~/output/cloud is not published") == 1
+    rig.feeder.send_info = True
     # after a depth outage, the recovered depth stream is waited for, not skipped
     rig.feeder.send_depth = False
     wall = time.monotonic()
