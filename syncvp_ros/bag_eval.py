@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 from syncvp_core.evaluation import plots
 from syncvp_core.evaluation.scoring import COPY_LAST, EvaluationResult, frame_scores
 from syncvp_ros import bags
-from syncvp_ros.image_conversion import BadImage, depth_from_image, rgb_from_image, window_to_tensors
+from syncvp_ros.image_conversion import BadImage, depth_from_image, image_to_array, rgb_from_image, window_to_tensors
 from syncvp_ros.sync_buffer import GuidanceMode
 
 PREDICTED = "syncvp"  # the node's output, named like syncvp-eval's model method
@@ -157,10 +157,12 @@ def load_input_frames(path, topics: dict[str, str], wanted: list[int], slop_ns: 
     return out
 
 
-def _prediction_tensors(msg) -> dict[str, torch.Tensor]:
+def _prediction_tensors(msg, far: float) -> dict[str, torch.Tensor]:
+    """A recorded prediction's frames; its REP 118 +inf ("beyond range") depth is scored as the model's far
+    end, where the node put it (not left out, which would hide the error), and its NaN (unknown) is left out."""
     rgb = torch.stack([torch.from_numpy(rgb_from_image(im)).permute(2, 0, 1).float() / 255 for im in msg.rgb])
-    depth = torch.stack([torch.from_numpy(_depth_metres(im)) for im in msg.depth])
-    return {"rgb": rgb, "depth": depth}
+    depth = torch.stack([torch.from_numpy(image_to_array(im)) for im in msg.depth])
+    return {"rgb": rgb, "depth": torch.where(torch.isposinf(depth), torch.tensor(far, dtype=depth.dtype), depth)}
 
 
 @dataclass
@@ -292,7 +294,7 @@ def evaluate_predictions(input_bag, predictions_bag, topics: dict[str, str], pre
     scores, sample = _Scores(len(records), horizon), None
     # islice: never touch the damaged tail where the first pass stopped
     for index, (record, msg) in enumerate(islice(read_predictions(predictions_bag, prediction_topic), len(records))):
-        found = _score(index, record, _prediction_tensors(msg), frames, scores, slop_ns, near, far, lpips)
+        found = _score(index, record, _prediction_tensors(msg, far), frames, scores, slop_ns, near, far, lpips)
         sample = sample or found
         if progress:
             progress(1)

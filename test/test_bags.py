@@ -459,3 +459,15 @@ def test_record_with_sim_time_holds_messages_until_the_first_clock(tmp_path, ros
     (recorded,) = read_all(out).values()
     assert [bytes(m.data)[0] for _, m in recorded] == [0, 1, 2, 3, 4]
     assert all(t >= 50 * 10**9 for t, _ in recorded), [t for t, _ in recorded]
+
+
+def test_recorded_too_far_depth_is_scored_at_the_model_s_far_end_and_unknown_is_left_out():
+    from syncvp_ros.bag_eval import _prediction_tensors
+    from syncvp_ros.image_conversion import array_to_image
+    from syncvp_ros.msg import RGBDPrediction
+
+    depth = np.array([[2.0, np.inf, np.nan]], np.float32)
+    msg = RGBDPrediction(rgb=[array_to_image(np.zeros((1, 3, 3), np.uint8), "rgb8")],
+                         depth=[array_to_image(depth, "32FC1")])
+    scored = _prediction_tensors(msg, 80.0)["depth"][0, 0]
+    assert scored[0] == 2.0 and scored[1] == 80.0 and scored[2].isnan()

@@ -119,3 +119,24 @@ def test_carla_recorder_is_the_package_executable_under_a_current_condition():
     for tree in (TREE, CARLA):  # launch warns "Conditions are deprecated" for LaunchConfiguration(Not)Equals
         names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         assert not names & {"LaunchConfigurationEquals", "LaunchConfigurationNotEquals"}
+
+
+def test_the_venv_prefix_holds_what_ros2_launch_and_run_look_for():
+    """After `make setup`: with AMENT_PREFIX_PATH naming the venv (docs/ros2-setup.md), the package's share
+    directory and executables resolve through the ament index, as launch's FindPackageShare/Prefix do."""
+    import subprocess
+    import sys
+
+    prefix = pathlib.Path(sys.prefix)
+    probe = ("from ament_index_python.packages import get_package_prefix, get_package_share_directory as share; "
+             "print(share('syncvp_ros')); print(get_package_prefix('syncvp_ros'))")
+    run = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "AMENT_PREFIX_PATH": str(prefix)},
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    share, found_prefix = map(pathlib.Path, run.stdout.split())
+    assert found_prefix == prefix and share == prefix / "share" / PACKAGE
+    for relative in ("launch/predictor.launch.py", "launch/carla.launch.py", "config/predictor.yaml",
+                     "config/fastdds_large_frames.xml"):
+        assert (share / relative).is_file(), relative  # (a copy as of the last `make interfaces`)
+    for executable in ("predictor", "syncvp-bag"):
+        assert os.access(prefix / "lib" / PACKAGE / executable, os.X_OK), executable

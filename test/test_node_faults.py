@@ -18,7 +18,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
-from sensor_msgs.msg import Image, PointCloud2
+from sensor_msgs.msg import PointCloud2
 
 from ros_helpers import NS, Collector, Feeder, NodeProcess, diag_status, to_ns, to_time, wait_until
 from syncvp_ros.image_conversion import array_to_image, image_to_array
