@@ -222,8 +222,8 @@ class PredictorNode(Node):
         p = self.params
         start = time.perf_counter()
         rgb, _ = window_to_tensors([f.data for f in window.rgb], [], self.resolution)
-        depth, holes = conditioning_depth([f.data for f in window.depth], self.resolution) if window.depth \
-            else (None, None)
+        depth, holes = (conditioning_depth([f.data for f in window.depth], self.resolution) if window.depth
+                        else (None, None))
         generator = torch.Generator(self.device).manual_seed(p.seed) if p.seed >= 0 else None
         pred = self._predictor_for(p).predict(rgb=rgb, depth=depth, horizon=p.horizon, generator=generator,
                                               should_stop=self._stopping.is_set)
