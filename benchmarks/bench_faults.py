@@ -7,7 +7,8 @@
 (default, best-effort input QoS), then reads the node's /diagnostics: frames that arrived (`accepted`, all frames
 are valid) against the node's own loss estimate. `--profile` runs node and publisher with
 config/fastdds_large_frames.xml. `shutdown`: the node gets `--horizon` frames per prediction at 50 DDIM steps;
-once a rollout has run for 3 s, the signal is sent and the time until the process has exited is measured.
+once a rollout has run for 3 s, the signal is sent and the time until the process has exited is measured
+(`--idle`: no frames, the baseline exit time).
 """
 from __future__ import annotations
 
@@ -68,11 +69,14 @@ class Rig:
         for s in array.status:
             self.status[s.name.rsplit(": ", 1)[-1]] = {"message": s.message, **{kv.key: kv.value for kv in s.values}}
 
-    def publish(self, frames: int, width: int, height: int, rate: float = 10.0) -> None:
+    def publish(self, frames: int, width: int, height: int, rate: float = 10.0,
+                stop: threading.Event | None = None) -> None:
         rng = np.random.default_rng(0)
         rgb = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
         depth = rng.integers(500, 20000, (height, width), dtype=np.uint16)
-        for k in range(frames):
+        for _ in range(frames):
+            if stop is not None and stop.is_set():
+                return
             stamp = self.node.get_clock().now().to_msg()
             for key, msg in (("rgb", array_to_image(rgb, "bgr8")), ("depth", array_to_image(depth, "16UC1"))):
                 msg.header.stamp, msg.header.frame_id = stamp, "cam"
@@ -105,20 +109,24 @@ def measure_loss(args) -> dict:
 
 def measure_shutdown(args) -> dict:
     rig = Rig({"ddim_steps": 50, "horizon": args.horizon, "diagnostics_period": 0.2})
-    feeding = threading.Thread(target=rig.publish, args=(100, 64, 64), daemon=True)
+    stop = threading.Event()
+    feeding = threading.Thread(target=rig.publish, args=(0 if args.idle else 1000, 64, 64, 10.0, stop),
+                               daemon=True)
     feeding.start()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + (2 if args.idle else 60)
     while rig.status.get("prediction", {}).get("pending", "0") == "0" and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(3.0)  # deep in a rollout of `horizon` frames (tens of seconds on a CPU)
     busy = rig.status["prediction"]["pending"]
+    stop.set()
+    feeding.join()
     start = time.monotonic()
     rig.node_proc.proc.send_signal(getattr(signal, f"SIG{args.signal}"))
     rc = rig.node_proc.proc.wait(60)
     elapsed = time.monotonic() - start
     log = rig.node_proc.tail(50)
     rig.close()
-    return {"horizon": args.horizon, "signal": args.signal, "pending_at_signal": busy, "exit_status": rc,
+    return {"horizon": args.horizon, "signal": args.signal, "idle": args.idle, "pending_at_signal": busy, "exit_status": rc,
             "seconds_to_exit": round(elapsed, 3), "terminate_called": "terminate called" in log}
 
 
@@ -133,6 +141,7 @@ def main() -> None:
     stop = sub.add_parser("shutdown", help="time from a signal to exit during a long rollout")
     stop.add_argument("--horizon", type=int, default=256)
     stop.add_argument("--signal", choices=("INT", "TERM"), default="INT")
+    stop.add_argument("--idle", action="store_true", help="send no frames: the exit time without a rollout")
     args = parser.parse_args()
     print(json.dumps(measure_loss(args) if args.what == "loss" else measure_shutdown(args), indent=2))
 
