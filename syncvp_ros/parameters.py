@@ -41,6 +41,8 @@ SPECS = (
     Spec("ddim_steps", 0, "DDIM steps per 8-frame chunk (0 = the checkpoint's configured steps)", (0, 1000)),
     Spec("eta", 1.0, "DDIM eta (0 = deterministic sampling)", (0.0, 1.0)),
     Spec("guidance_scale", 0.0, "Modality guidance scale (0 = off)", (0.0, 20.0)),
+    Spec("mean_of", 1, "Point estimate: the mean of this many predictions drawn in one batch (1 = one sample; "
+         "K costs about K times the compute)", (1, 16)),
     Spec("seed", -1, "Noise seed, re-applied per prediction (-1 = random)", (-1, 2**31 - 1)),
     Spec("sync_slop", 0.02, "Largest RGB/depth stamp difference of a pair [s]", (0.0, 1.0)),
     Spec("stale_timeout.rgb", 0.5, "RGB is stale when its newest stamp is older than this on the node clock [s]",
@@ -109,6 +111,7 @@ class PredictorParams:
     ddim_steps: int
     eta: float
     guidance_scale: float
+    mean_of: int
     seed: int
     sync_slop: float
     stale_timeout_rgb: float

@@ -211,10 +211,11 @@ class PredictorNode(Node):
                 self.slot.done("predicted")
 
     def _predictor_for(self, p: PredictorParams) -> RolloutPredictor:
-        key = (p.sampler, p.ddim_steps, p.eta, p.guidance_scale)
+        key = (p.sampler, p.ddim_steps, p.eta, p.guidance_scale, p.mean_of)
         if key != self._predictor_key:
             self._predictor = RolloutPredictor(self.model, steps=p.ddim_steps or None, eta=p.eta,
-                                               guidance_scale=p.guidance_scale, sampler=p.sampler or None)
+                                               guidance_scale=p.guidance_scale, sampler=p.sampler or None,
+                                               samples=p.mean_of)
             self._predictor_key = key
         return self._predictor
 
