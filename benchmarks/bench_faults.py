@@ -28,7 +28,7 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # never multicast off
 os.environ.setdefault("ROS_LOG_DIR", str(ROOT / "build" / "ros_log"))
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 if "--profile" in sys.argv:  # before rclpy loads: the profile is read when the first participant is made
-    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
+    os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402

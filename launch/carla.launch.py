@@ -12,6 +12,8 @@ role name and camera ids that config/carla_objects.json spawns.
 import os
 
 ROLE, RGB_SENSOR, DEPTH_SENSOR = "ego_vehicle", "rgb_front", "depth_front"
+# As predictor.launch.py: Fast DDS 2 (Jazzy) reads the first, Fast DDS 3 (Kilted on) the second.
+PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
 def carla_topics(role, rgb_sensor, depth_sensor):
@@ -47,8 +49,8 @@ def generate_launch_description():
         # First, so that the bridge's cameras (the writers of the large frames) use it too.
         DeclareLaunchArgument("dds_profile", default_value=os.path.join(share, "config", "fastdds_large_frames.xml"),
                               description="Fast DDS profile for large frames ('' = leave the environment alone)"),
-        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile,
-                               condition=IfCondition(NotEqualsSubstitution(profile, ""))),
+        *[SetEnvironmentVariable(name, profile, condition=IfCondition(NotEqualsSubstitution(profile, "")))
+          for name in PROFILE_VARIABLES],
         DeclareLaunchArgument("role_name", default_value=ROLE, description="the ego vehicle's role name"),
         DeclareLaunchArgument("rgb_sensor", default_value=RGB_SENSOR, description="id of the RGB camera"),
         DeclareLaunchArgument("depth_sensor", default_value=DEPTH_SENSOR, description="id of the depth camera"),

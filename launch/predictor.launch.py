@@ -14,16 +14,18 @@ from launch_ros.actions import Node
 
 # Fast DDS profile for large frames (16 MiB shared memory, loopback UDP): see the file and docs/node.md.
 DDS_PROFILE = ("config", "fastdds_large_frames.xml")
+# Fast DDS 2 (Jazzy) reads the first, Fast DDS 3 (Kilted on) the second.
+PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
 def dds_profile_actions(default_profile):
-    """The `dds_profile` argument and FASTDDS_DEFAULT_PROFILES_FILE for every process started after it."""
+    """The `dds_profile` argument and the profile variables for every process started after it."""
     profile = LaunchConfiguration("dds_profile")
     return [DeclareLaunchArgument("dds_profile", default_value=default_profile,
                                   description="Fast DDS profile file for large frames ('' = leave "
-                                              "FASTDDS_DEFAULT_PROFILES_FILE as it is)"),
-            SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile,
-                                   condition=IfCondition(NotEqualsSubstitution(profile, "")))]
+                                              "FAST*_DEFAULT_PROFILES_FILE as they are)"),
+            *[SetEnvironmentVariable(name, profile, condition=IfCondition(NotEqualsSubstitution(profile, "")))
+              for name in PROFILE_VARIABLES]]
 
 
 def _predictor(context):

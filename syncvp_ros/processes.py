@@ -113,8 +113,8 @@ def ros_environment(log_dir: str | os.PathLike, domain_id: int | None = None,
     env["PYTHONUNBUFFERED"] = "1"
     if domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(domain_id)
-    if dds_profile is not None:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(dds_profile)
+    if dds_profile is not None:  # Fast DDS 2 (Jazzy) reads the first variable, Fast DDS 3 the second
+        env["FASTRTPS_DEFAULT_PROFILES_FILE"] = env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(dds_profile)
     return env
 
 

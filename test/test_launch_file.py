@@ -99,12 +99,17 @@ def test_the_large_frame_dds_profile_is_set_for_every_started_process():
     (segment,) = profile.iterfind(".//f:transport_descriptor[f:type='SHM']/f:segment_size", ns)
     assert int(segment.text) >= 16 * 2**20
     assert [i.get("name") for i in profile.iterfind(".//f:allowlist/f:interface", ns)] == ["127.0.0.1"]
-    for tree in (TREE, CARLA):
-        (setenv,) = calls("SetEnvironmentVariable", tree)
-        assert ast.literal_eval(setenv.args[0]) == "FASTDDS_DEFAULT_PROFILES_FILE"
-    # carla.launch.py sets it before anything is started (the bridge's cameras write the large frames)
+    for tree in (TREE, CARLA):  # Fast DDS 2 (Jazzy) and 3 (Kilted on) read different variables
+        (comprehension,) = [n for n in ast.walk(tree) if isinstance(n, ast.ListComp)
+                            and getattr(n.elt.func, "id", "") == "SetEnvironmentVariable"]
+        assert comprehension.elt.args[0].id == comprehension.generators[0].target.id
+        (variables,) = [n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                        and getattr(n.targets[0], "id", "") == comprehension.generators[0].iter.id]
+        assert ast.literal_eval(variables) == ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+    # carla.launch.py sets them before anything is started (the bridge's cameras write the large frames)
     (description,) = calls("LaunchDescription", CARLA)
-    kinds = [getattr(a.func, "id", "") for a in description.args[0].elts if isinstance(a, ast.Call)]
+    kinds = [getattr((a.value.elt if isinstance(a, ast.Starred) else a).func, "id", "")
+             for a in description.args[0].elts if isinstance(a, (ast.Call, ast.Starred))]
     assert kinds.index("SetEnvironmentVariable") < min(kinds.index(k) for k in ("include", "ExecuteProcess"))
 
 
