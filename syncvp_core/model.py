@@ -113,6 +113,12 @@ class SyncVP(nn.Module):
     def stats_key(modality: str, frames: int) -> str:
         return f"{modality}_{frames}f"
 
+    def latent_range(self, modality: str, frames: int) -> tuple[Tensor, Tensor]:
+        """(low, high), c×1 each: where the standardised latents of a `frames`-frame clip can lie (the image of the
+        encoder's tanh range), for the sampler's x0 clamp."""
+        stats = self.latent_stats[self.stats_key(modality, frames)]
+        return stats.standardise(-torch.ones_like(stats.mean)), stats.standardise(torch.ones_like(stats.mean))
+
     def model_space(self, modality: str, video: Tensor) -> tuple[Tensor, Tensor]:
         """What the autoencoder sees: RGB B×T×3×H×W in [0, 1] or depth B×T×H×W metres -> (B×C×T×H×W in
         [-1, 1], valid mask like it; invalid depth is filled with far)."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from syncvp_core.diffusion import NoiseSchedule
-from syncvp_core.modalities import ConditioningMode
+from syncvp_core.modalities import MODALITIES, ConditioningMode
 from syncvp_core.model import SyncVP
 from syncvp_core.sampler import make_sampler, sample_joint
 
@@ -89,13 +89,14 @@ class RolloutPredictor:
         last_depth = None if depth is None or not self.decoder_context else depth[:, -1]
 
         shape = (batch * k, cond_rgb.shape[1], cfg.target_shape().tokens)
+        ranges = {m: self.model.latent_range(m, cfg.target_frames) for m in MODALITIES}
         rgb_chunks, depth_chunks = [], []
         for chunk in range(math.ceil(horizon / cfg.target_frames)):
             if chunk:  # condition on the last predicted frames of both modalities
                 cond_rgb = self.model.encode_rgb(self.model.quantise_rgb(rgb_chunks[-1][:, -cfg.cond_frames:]))
                 cond_depth = self.model.encode_depth(depth_chunks[-1][:, -cfg.cond_frames:])
             x_rgb, x_depth = sample_joint(self.model.net, self.sampler, cond_rgb, cond_depth, shape,
-                                          self.guidance_scale, generator, before_step=check)
+                                          self.guidance_scale, generator, before_step=check, x0_ranges=ranges)
             self.chunk_calls += 1
             rgb_chunk = self.model.decode_rgb(x_rgb, cfg.target_frames, context=last_rgb).clamp(0, 1)
             depth_chunk = self.model.decode_depth(x_depth, cfg.target_frames, context=last_depth)

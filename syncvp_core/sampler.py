@@ -79,14 +79,15 @@ class DDIMSampler:
         return self.eta * ((1 - a_s) / (1 - a_t)) ** 0.5 * (1 - a_t / a_s) ** 0.5
 
     def step(self, model_output: torch.Tensor, t: int, x: torch.Tensor, noise: torch.Tensor | None = None,
-             stream: str = ""):
-        """One update from timestep t (one of `self.timesteps`). Returns (x_prev, x0_pred).
+             stream: str = "", x0_range=None):
+        """One update from timestep t (one of `self.timesteps`). Returns (x_prev, x0_pred). `x0_range` (see
+        `clip_x0`) bounds the predicted x0.
         `noise` is the z of this step (needed when eta > 0; pass the same z to both modalities). DDIM keeps
         nothing between steps: `stream` is there for the interface it shares with DPMSolverSampler."""
         prev_t = self._prev[t]
         a_t, a_s = float(self.schedule.alpha_bar(t)), float(self.schedule.alpha_bar(prev_t))
         x0, eps = x0_and_eps(self.prediction, model_output, x, a_t)
-        x0 = x0.clamp(-1.0, 1.0)
+        x0 = clip_x0(x0, x0_range)
         sigma = self.sigma(t, prev_t)
         x_prev = a_s ** 0.5 * x0 + max(1 - a_s - sigma ** 2, 0.0) ** 0.5 * eps
         if sigma > 0:
@@ -130,15 +131,16 @@ class DPMSolverSampler:
         return min(order, 2) if i == n - 2 and n < 15 else order
 
     def step(self, model_output: torch.Tensor, t: int, x: torch.Tensor, noise: torch.Tensor | None = None,
-             stream: str = ""):
+             stream: str = "", x0_range=None):
         """One update from timestep t of the sequence `stream`. Returns (x_prev, x0_pred). The first timestep
-        starts the stream afresh; any other must follow the stream's previous step. `noise` is unused."""
+        starts the stream afresh; any other must follow the stream's previous step. `noise` is unused;
+        `x0_range` as for DDIMSampler.step."""
         i = self._index[t]
         history = [] if i == 0 else self._history.get(stream, [])
         if i and (not history or history[-1][0] != self.timesteps[i - 1]):
             raise ValueError(f"DPM-Solver++ stream {stream!r}: step at t={t} does not follow its previous step")
         a_t = float(self.schedule.alpha_bar(t))
-        x0 = x0_and_eps(self.prediction, model_output, x, a_t)[0].clamp(-1.0, 1.0)
+        x0 = clip_x0(x0_and_eps(self.prediction, model_output, x, a_t)[0], x0_range)
         history = (history + [(t, x0)])[-self.order:]
         self._history[stream] = history
         prev_t = self.prev_timesteps[i]
@@ -161,6 +163,15 @@ class DPMSolverSampler:
             d2 = (d1_0 - d1_1) / (r0 + r1)
             x_prev = x_prev + a_s ** 0.5 * ((phi / h + 1) * d1 - ((phi + h) / h ** 2 - 0.5) * d2)
         return x_prev, x0
+
+
+def clip_x0(x0: torch.Tensor, x0_range=None) -> torch.Tensor:
+    """x0 clamped to `x0_range` = (low, high), numbers or tensors broadcast against x0 (per channel: c×1 for a
+    B×c×L latent); None is [-1, 1], the range of raw (tanh) latents. A model that standardises its latents passes
+    the image of [-1, 1] under its standardisation (`SyncVP.latent_range`): clamping standardised latents at ±1
+    would cut off every value beyond one standard deviation."""
+    low, high = (-1.0, 1.0) if x0_range is None else x0_range
+    return torch.clamp(x0, min=low, max=high)
 
 
 def make_sampler(kind: str, schedule: NoiseSchedule, steps: int, eta: float = 1.0, prediction: str = "eps"):
@@ -191,9 +202,12 @@ def guided_eps(net, x_rgb, x_depth, t: torch.Tensor, cond_rgb, cond_depth, guida
 
 
 def sample_joint(net, sampler: DDIMSampler | DPMSolverSampler, cond_rgb: torch.Tensor, cond_depth: torch.Tensor, shape,
-                 guidance_scale: float = 0.0, generator: torch.Generator | None = None, before_step=None):
+                 guidance_scale: float = 0.0, generator: torch.Generator | None = None, before_step=None,
+                 x0_ranges: dict | None = None):
     """Target latents (x_rgb, x_depth), each of `shape` (B×c×L), from shared x_T and shared per-step noise.
-    `before_step()`, if given, runs before every network evaluation (the rollout's cancellation check)."""
+    `before_step()`, if given, runs before every network evaluation (the rollout's cancellation check);
+    `x0_ranges` ({"rgb": range, "depth": range}, see `clip_x0`) bounds each modality's predicted x0."""
+    x0_ranges = x0_ranges or {}
     x_rgb = randn(shape, generator, cond_rgb)
     x_depth = x_rgb.clone()
     for t in sampler.timesteps:
@@ -202,6 +216,6 @@ def sample_joint(net, sampler: DDIMSampler | DPMSolverSampler, cond_rgb: torch.T
         t_batch = torch.full((shape[0],), t, dtype=torch.long, device=cond_rgb.device)
         eps_rgb, eps_depth = guided_eps(net, x_rgb, x_depth, t_batch, cond_rgb, cond_depth, guidance_scale)
         noise = randn(shape, generator, cond_rgb) if sampler.eta > 0 else None
-        x_rgb, _ = sampler.step(eps_rgb, t, x_rgb, noise, stream="rgb")
-        x_depth, _ = sampler.step(eps_depth, t, x_depth, noise, stream="depth")
+        x_rgb, _ = sampler.step(eps_rgb, t, x_rgb, noise, stream="rgb", x0_range=x0_ranges.get("rgb"))
+        x_depth, _ = sampler.step(eps_depth, t, x_depth, noise, stream="depth", x0_range=x0_ranges.get("depth"))
     return x_rgb, x_depth

@@ -108,3 +108,18 @@ def test_old_checkpoint_without_the_new_options_loads_as_before(tmp_path):
     safetensors.torch.save_file(tensors, str(old), metadata=metadata)
     with pytest.raises(CheckpointError, match="does not fit its config's model"):
         load_checkpoint(old)
+
+
+def test_the_sampler_clamps_standardised_latents_to_the_encoders_range():
+    """x0 is clamped where a standardised latent can lie (the image of tanh's [-1, 1]), not at ±1."""
+    from syncvp_core.sampler import clip_x0
+
+    model = SyncVP(get_config("tiny")).eval()
+    stats = model.latent_stats[model.stats_key("depth", 8)]
+    stats.measure(torch.rand(4, 8, 50) * 0.4 - 0.1)  # raw latents with mean 0.1 and std about 0.115
+    low, high = model.latent_range("depth", 8)
+    assert torch.allclose(low, (-1 - stats.mean) / stats.std) and torch.allclose(high, (1 - stats.mean) / stats.std)
+    x0 = torch.full((2, 8, 5), 3.0)
+    assert torch.equal(clip_x0(x0, (low, high)), x0)  # 3 std lies inside the encoder's range: kept
+    assert torch.equal(clip_x0(100 * x0, (low, high)), high.expand_as(x0))
+    assert torch.equal(clip_x0(x0), torch.ones_like(x0))  # raw latents: [-1, 1]

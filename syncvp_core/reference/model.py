@@ -118,6 +118,11 @@ class ReferenceSyncVP(nn.Module):
         return self.cfg.depth_codec.from_u8((x + 1) * 127.5)
 
     @staticmethod
+    def latent_range(modality: str, frames: int) -> tuple[float, float]:
+        """The reference diffuses raw latents and clamps x0 to [-1, 1]."""
+        return -1.0, 1.0
+
+    @staticmethod
     def quantise_rgb(rgb01: Tensor) -> Tensor:
         """Truncated to 8 bits, as the reference's `.type(torch.uint8)` before it re-encodes a predicted frame."""
         return torch.floor(rgb01 * 255) / 255

@@ -139,8 +139,10 @@ class DiffusionObjective(nn.Module):
         cond, target = clip_latents(self.model, batch, self.modality)
         dc = self.model.cfg.diffusion
         sampler = make_sampler(dc.sampler, self.schedule, sample_steps, dc.eta, dc.prediction)
+        frames = self.model.cfg.target_frames
+        ranges = {m: self.model.latent_range(self.modality, frames) for m in MODALITIES}
         predicted, _ = sample_joint(single_branch_net(self.branch), sampler, cond, cond, target.shape,
-                                    generator=generator)
+                                    generator=generator, x0_ranges=ranges)
         return to_image(*truth_and_prediction(self.model, batch, self.modality, predicted))
 
 
@@ -170,7 +172,9 @@ class JointObjective(nn.Module):
         cond_rgb, rgb, cond_depth, _ = self.latents(batch)
         dc = self.model.cfg.diffusion
         sampler = make_sampler(dc.sampler, self.schedule, sample_steps, dc.eta, dc.prediction)
-        predicted = sample_joint(self.model.net, sampler, cond_rgb, cond_depth, rgb.shape, generator=generator)
+        ranges = {m: self.model.latent_range(m, self.model.cfg.target_frames) for m in MODALITIES}
+        predicted = sample_joint(self.model.net, sampler, cond_rgb, cond_depth, rgb.shape, generator=generator,
+                                 x0_ranges=ranges)
         return to_image(*(video for modality, latent in zip(MODALITIES, predicted)
                           for video in truth_and_prediction(self.model, batch, modality, latent)))
 
