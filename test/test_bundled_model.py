@@ -41,7 +41,8 @@ def test_bundled_model_predicts_two_to_eight_on_a_synthetic_clip():
     assert valid.float().mean() > 0.5
     d = out.depth[valid]
     assert float(d.min()) >= model.cfg.depth_near * 0.999 and float(d.max()) <= model.cfg.depth_far * 1.001
-    # a trained model continues the scene it was shown (first predicted frame within 0.12 mean absolute error
-    # of the last conditioning frame: 0.07 measured for the bundled model, 0.22 for a random-init tiny one)
-    assert float((out.rgb[0, 0] - rgb[0, -1]).abs().mean()) < 0.12
+    # it continues the scene it was shown: the first predicted frame is close to the last conditioning frame
+    # (its decoder builds on that frame) but not a copy of it (the latent moves it)
+    change = float((out.rgb[0, 0] - rgb[0, -1]).abs().mean())
+    assert 1e-3 < change < 0.12
     assert not math.isnan(float(out.depth.nanmean()))
