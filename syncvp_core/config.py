@@ -90,8 +90,26 @@ class DiffusionConfig:
             raise ValueError(f"sampler {self.sampler!r} not in {SAMPLERS}")
 
 
+class ClipGeometry:
+    """Latent shapes and the dict form of a model config (a dataclass with `resolution`, `cond_frames`,
+    `target_frames` and `autoencoder.patch`); both model families' configs share it."""
+
+    def _shape(self, frames: int) -> TriplaneShape:
+        grid = self.resolution // self.autoencoder.patch
+        return TriplaneShape(frames, grid, grid)
+
+    def target_shape(self) -> TriplaneShape:
+        return self._shape(self.target_frames)
+
+    def cond_shape(self) -> TriplaneShape:
+        return self._shape(self.cond_frames)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 @dataclass
-class SyncVPConfig:
+class SyncVPConfig(ClipGeometry):
     name: str = "tiny"
     resolution: int = 64  # square frames
     cond_frames: int = 2
@@ -114,19 +132,6 @@ class SyncVPConfig:
             raise ValueError(f"depth_mapping {self.depth_mapping!r} not in {DEPTH_MAPPINGS}")
         # every UNet level halves T, H' and W' of the target planes
         self.target_shape().downsampled(2 ** (len(self.unet.channel_mult) - 1))
-
-    def _shape(self, frames: int) -> TriplaneShape:
-        grid = self.resolution // self.autoencoder.patch
-        return TriplaneShape(frames, grid, grid)
-
-    def target_shape(self) -> TriplaneShape:
-        return self._shape(self.target_frames)
-
-    def cond_shape(self) -> TriplaneShape:
-        return self._shape(self.cond_frames)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> SyncVPConfig:

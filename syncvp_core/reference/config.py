@@ -7,11 +7,9 @@ The object answers what rollout, evaluation and node ask of `model.cfg` (`name`,
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
-from syncvp_core.config import DiffusionConfig
-from syncvp_core.planes import TriplaneShape
+from syncvp_core.config import ClipGeometry, DiffusionConfig
 
 from .codec import DepthCodec
 
@@ -49,7 +47,7 @@ class ReferenceSTCAConfig:
 
 
 @dataclass
-class ReferenceConfig:
+class ReferenceConfig(ClipGeometry):
     name: str = "reference-paper-128"
     resolution: int = 128
     cond_frames: int = 2
@@ -69,19 +67,6 @@ class ReferenceConfig:
     @property
     def depth_far(self) -> float:
         return self.depth_codec.far
-
-    def _shape(self, frames: int) -> TriplaneShape:
-        grid = self.resolution // self.autoencoder.patch
-        return TriplaneShape(frames, grid, grid)
-
-    def target_shape(self) -> TriplaneShape:
-        return self._shape(self.target_frames)
-
-    def cond_shape(self) -> TriplaneShape:
-        return self._shape(self.cond_frames)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> ReferenceConfig:
