@@ -36,7 +36,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from syncvp_ros.image_conversion import array_to_image, prediction_message  # noqa: E402
 from syncvp_ros.msg import RGBDPrediction  # noqa: E402
 from syncvp_ros.point_cloud import point_cloud  # noqa: E402
-from syncvp_ros.sync_buffer import Frame, GuidanceMode, Window, stamp_ns  # noqa: E402
+from syncvp_ros.sync_buffer import Frame, ConditioningMode, Window, stamp_ns  # noqa: E402
 
 SIZE, HORIZON = 64, 8
 
@@ -126,7 +126,7 @@ def publish_cost(node, reps: int) -> dict:
         time.sleep(0.05)
     rng = np.random.default_rng(0)
     frames = tuple(Frame(k * 100_000_000, "camera", None) for k in range(2))
-    window = Window(GuidanceMode.RGBD, frames, frames)
+    window = Window(ConditioningMode.RGBD, frames, frames)
     rgb = rng.integers(0, 255, (HORIZON, SIZE, SIZE, 3), dtype=np.uint8)
     depth = rng.uniform(2, 40, (HORIZON, SIZE, SIZE)).astype(np.float32)
     k = [50.0, 0.0, 31.5, 0.0, 50.0, 31.5, 0.0, 0.0, 1.0]

@@ -32,14 +32,13 @@ from matplotlib.figure import Figure
 
 from syncvp_core.evaluation import plots
 from syncvp_core.evaluation.scoring import COPY_LAST, EvaluationResult, frame_scores
+from syncvp_core.modalities import CONDITIONING_MODES, MODALITIES
 from syncvp_ros import bags
 from syncvp_ros.image_conversion import BadImage, depth_from_image, image_to_array, rgb_from_image, window_to_tensors
-from syncvp_ros.sync_buffer import GuidanceMode
 
 PREDICTED = "syncvp"  # the node's output, named like syncvp-eval's model method
 METHODS = (PREDICTED, COPY_LAST)
-MODALITIES = ("rgb", "depth")
-MODES = tuple(m.value for m in GuidanceMode)
+MODES = CONDITIONING_MODES
 
 
 def evaluate_bag(bag, topics: dict[str, str], slop: float, request) -> dict:

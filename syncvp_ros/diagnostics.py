@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from syncvp_ros.sync_buffer import Counters, GuidanceMode, Selection, SyncBuffer
+from syncvp_core.modalities import ConditioningMode
+from syncvp_ros.sync_buffer import Counters, Selection, SyncBuffer
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 # An input whose estimated transport loss over the rate window exceeds this fraction is reported as WARN.
@@ -237,10 +238,10 @@ def prediction_status(prefix: str, p: PredictorStats, hardware_id: str) -> Diagn
         level, message = ERROR, f"no prediction: {sel.reason}"
     elif sel.mode is None:
         level, message = WARN, sel.reason
-    elif sel.mode is GuidanceMode.RGBD:
+    elif sel.mode is ConditioningMode.RGBD:
         level, message = (OK, "rgbd guidance") if sel.window is not None else (WARN, sel.reason)
     else:
-        missing = "depth" if sel.mode is GuidanceMode.RGB else "rgb"
+        missing = "depth" if sel.mode is ConditioningMode.RGB else "rgb"
         level, message = WARN, f"{sel.mode.value} guidance only: {missing} stale"
     c = p.counters
     values = [_kv("guidance mode", sel.mode.value if sel.mode else "none"), _kv("last guidance mode", p.last_mode),

@@ -20,13 +20,13 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 
-RGB, DEPTH = "rgb", "depth"
-MODALITIES = (RGB, DEPTH)
+from syncvp_core.modalities import MODALITIES, ConditioningMode, Modality
+
+RGB, DEPTH = Modality.RGB.value, Modality.DEPTH.value
 # RGB and depth frames whose aspect ratios differ by more than this do not show the same field of view.
 ASPECT_TOLERANCE = 0.01
 
@@ -41,14 +41,6 @@ def ns_to_time(ns: int) -> Time:
 
 def ns_to_duration(ns: int) -> Duration:
     return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-class GuidanceMode(str, Enum):
-    """Conditioning of one prediction; the values are RGBDPrediction's GUIDANCE_* constants."""
-
-    RGBD = "rgbd"
-    RGB = "rgb"
-    DEPTH = "depth"
 
 
 class Rejected(ValueError):
@@ -70,7 +62,7 @@ class Frame:
 class Window:
     """The conditioning frames of one prediction, oldest first (empty tuple for a modality not used)."""
 
-    mode: GuidanceMode
+    mode: ConditioningMode
     rgb: tuple[Frame, ...]
     depth: tuple[Frame, ...]
 
@@ -108,7 +100,7 @@ class SyncConfig:
 class Selection:
     """What the buffers allow right now: a window (or None) and, without one, why."""
 
-    mode: GuidanceMode | None
+    mode: ConditioningMode | None
     window: Window | None
     reason: str
     both_stale: bool = False
@@ -191,18 +183,18 @@ class SyncBuffer:
         if filling and (rgb_ok or depth_ok):
             # A fresh modality short of frames (start-up, recovery) is about to be usable: predicting without it
             # would spend a whole inference on the weaker single-modality guidance.
-            return Selection(GuidanceMode.RGBD, None, f"waiting for {n} {filling[0]} conditioning frames")
+            return Selection(ConditioningMode.RGBD, None, f"waiting for {n} {filling[0]} conditioning frames")
         if rgb_ok and depth_ok:
             pairs = self._pairs()
             if len(pairs) < n:
-                return Selection(GuidanceMode.RGBD, None, f"fewer than {n} RGB/depth pairs within sync_slop")
+                return Selection(ConditioningMode.RGBD, None, f"fewer than {n} RGB/depth pairs within sync_slop")
             pairs = pairs[-n:]
-            return Selection(GuidanceMode.RGBD, Window(GuidanceMode.RGBD, tuple(r for r, _ in pairs),
+            return Selection(ConditioningMode.RGBD, Window(ConditioningMode.RGBD, tuple(r for r, _ in pairs),
                                                        tuple(d for _, d in pairs)), "")
         if rgb_ok:
-            return Selection(GuidanceMode.RGB, Window(GuidanceMode.RGB, tuple(self._rings[RGB])[-n:], ()), "")
+            return Selection(ConditioningMode.RGB, Window(ConditioningMode.RGB, tuple(self._rings[RGB])[-n:], ()), "")
         if depth_ok:
-            return Selection(GuidanceMode.DEPTH, Window(GuidanceMode.DEPTH, (), tuple(self._rings[DEPTH])[-n:]), "")
+            return Selection(ConditioningMode.DEPTH, Window(ConditioningMode.DEPTH, (), tuple(self._rings[DEPTH])[-n:]), "")
         if not any(self.fresh(m, now_ns) for m in MODALITIES):
             reason = "RGB and depth are both stale" if len(self) else "no RGB or depth frame received"
             return Selection(None, None, reason, both_stale=True)

@@ -15,7 +15,7 @@ from syncvp_ros.image_conversion import (ENCODINGS, REJECT_KINDS, BadImage, arra
                                          colorize_depth, depth_from_image, image_to_array, mosaic,
                                          prediction_message, quoted, rgb_from_image, rgb_to_uint8,
                                          scale_camera_info, window_to_tensors)
-from syncvp_ros.sync_buffer import Frame, GuidanceMode, Window
+from syncvp_ros.sync_buffer import Frame, ConditioningMode, Window
 
 SIZES = st.tuples(st.integers(1, 9), st.integers(1, 9))
 
@@ -207,7 +207,7 @@ def test_mosaic_layout_with_a_missing_modality():
 def _window():
     rgb = tuple(Frame(s, "cam_rgb", np.zeros((4, 4, 3), np.uint8)) for s in (10_000_000_000, 10_100_000_000))
     depth = tuple(Frame(s, "cam_depth", np.ones((4, 4), np.float32)) for s in (10_000_000_000, 10_100_000_000))
-    return Window(GuidanceMode.RGBD, rgb, depth)
+    return Window(ConditioningMode.RGBD, rgb, depth)
 
 
 def test_prediction_message_fields():

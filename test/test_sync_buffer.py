@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncvp_ros.sync_buffer import (DEPTH, RGB, Frame, GuidanceMode, LatestSlot, Rejected, SyncBuffer, SyncConfig,
+from syncvp_ros.sync_buffer import (DEPTH, RGB, Frame, ConditioningMode, LatestSlot, Rejected, SyncBuffer, SyncConfig,
                                     ns_to_duration, ns_to_time, stamp_ns)
 
 MS = 1_000_000
@@ -51,7 +51,7 @@ def test_both_fresh_pairs_the_newest_frames_within_slop():
     buf = make()
     windows = feed(buf, T0, 5)
     w = windows[-1]
-    assert w.mode is GuidanceMode.RGBD
+    assert w.mode is ConditioningMode.RGBD
     assert [f.stamp_ns for f in w.rgb] == [T0 + 300 * MS, T0 + 400 * MS]
     assert [f.stamp_ns for f in w.depth] == [T0 + 303 * MS, T0 + 403 * MS]
     assert w.newest.stamp_ns == T0 + 403 * MS and w.newest.frame_id == "cam_depth"
@@ -64,7 +64,7 @@ def test_one_window_per_new_pair_and_rgb_wins_a_stamp_tie():
         push(buf, RGB, T0 + k * 100 * MS)
         push(buf, DEPTH, T0 + k * 100 * MS)
     w = buf.next_window(T0 + 100 * MS)
-    assert w.mode is GuidanceMode.RGBD and w.newest.frame_id == "cam_rgb"
+    assert w.mode is ConditioningMode.RGBD and w.newest.frame_id == "cam_rgb"
     assert buf.next_window(T0 + 100 * MS) is None  # nothing new
     push(buf, RGB, T0 + 200 * MS)  # RGB ahead of its depth: the newest pair is unchanged, wait
     assert buf.next_window(T0 + 200 * MS) is None
@@ -76,7 +76,7 @@ def test_pairs_outside_slop_give_no_rgbd_window():
     buf = make(slop_ms=20)
     feed(buf, T0, 4, depth_lag=50 * MS)
     sel = buf.select(T0 + 400 * MS)
-    assert sel.mode is GuidanceMode.RGBD and sel.window is None and "sync_slop" in sel.reason
+    assert sel.mode is ConditioningMode.RGBD and sel.window is None and "sync_slop" in sel.reason
 
 
 def test_pairing_skips_an_unmatched_frame():
@@ -100,7 +100,7 @@ def test_depth_stale_switches_to_rgb_within_timeout_plus_one_frame_and_recovers(
         push(buf, RGB, t)
         w = buf.next_window(t)
         modes[t] = w.mode if w else None
-    first_rgb = min(t for t, m in modes.items() if m is GuidanceMode.RGB)
+    first_rgb = min(t for t, m in modes.items() if m is ConditioningMode.RGB)
     assert first_rgb - last_depth <= 500 * MS + 100 * MS
     assert all(m is None for t, m in modes.items() if t < first_rgb)  # waiting for depth, not guessing
     # depth resumes: the first frame alone is not enough (its old frames were dropped after the gap), and while
@@ -114,14 +114,14 @@ def test_depth_stale_switches_to_rgb_within_timeout_plus_one_frame_and_recovers(
     push(buf, RGB, t)
     push(buf, DEPTH, t)
     w = buf.next_window(t)
-    assert w.mode is GuidanceMode.RGBD and [f.stamp_ns for f in w.depth] == [t - 100 * MS, t]
+    assert w.mode is ConditioningMode.RGBD and [f.stamp_ns for f in w.depth] == [t - 100 * MS, t]
 
 
 def test_rgb_stale_gives_depth_only_and_both_stale_gives_nothing():
     buf = make(stale_ms=500)
     feed(buf, T0, 3)
     windows = feed(buf, T0 + 300 * MS, 8, rgb=False)
-    assert windows[-1].mode is GuidanceMode.DEPTH and windows[-1].rgb == ()
+    assert windows[-1].mode is ConditioningMode.DEPTH and windows[-1].rgb == ()
     assert windows[-1].newest.frame_id == "cam_depth"
     now = T0 + 3 * S
     sel = buf.select(now)
@@ -135,14 +135,14 @@ def test_at_start_a_fresh_modality_short_of_frames_is_waited_for_not_skipped():
     push(buf, DEPTH, T0 + 3 * MS, now=T0 + 3 * MS)
     push(buf, RGB, T0 + 100 * MS)  # RGB has its 2 frames, fresh depth has 1: no RGB-only prediction
     sel = buf.select(T0 + 100 * MS)
-    assert sel.window is None and sel.mode is GuidanceMode.RGBD and "depth" in sel.reason
+    assert sel.window is None and sel.mode is ConditioningMode.RGBD and "depth" in sel.reason
     push(buf, DEPTH, T0 + 103 * MS, now=T0 + 103 * MS)
-    assert buf.next_window(T0 + 103 * MS).mode is GuidanceMode.RGBD
+    assert buf.next_window(T0 + 103 * MS).mode is ConditioningMode.RGBD
     # a modality that is really stale is not waited for
     late = T0 + 103 * MS + 600 * MS
     push(buf, RGB, late)
     push(buf, RGB, late + 100 * MS)
-    assert buf.next_window(late + 100 * MS).mode is GuidanceMode.RGB
+    assert buf.next_window(late + 100 * MS).mode is ConditioningMode.RGB
 
 
 def test_waiting_for_conditioning_frames_is_not_both_stale():
@@ -157,7 +157,7 @@ def test_stale_timeout_is_per_modality():
     feed(buf, T0, 3)
     now = T0 + 1 * S
     assert not buf.fresh(RGB, now) and buf.fresh(DEPTH, now)
-    assert buf.select(now).mode is GuidanceMode.DEPTH
+    assert buf.select(now).mode is ConditioningMode.DEPTH
 
 
 def test_out_of_order_and_future_stamps_are_rejected_without_touching_the_buffer():
@@ -190,7 +190,7 @@ def test_backward_clock_jump_clears_everything_once():
     assert len(buf) == 0 and buf.clock_jumps == 1
     assert buf.observe_clock(T0 - 50 * S + MS) is False and buf.clock_jumps == 1
     windows = feed(buf, T0 - 50 * S, 2)  # the old, newer stamps are gone: the new time line is accepted
-    assert windows[-1].mode is GuidanceMode.RGBD
+    assert windows[-1].mode is ConditioningMode.RGBD
 
 
 def test_ring_buffers_are_bounded():
@@ -204,7 +204,7 @@ def test_reconfigure_keeps_frames_and_applies_new_slop():
     feed(buf, T0, 3, depth_lag=5 * MS)
     assert buf.select(T0 + 205 * MS).window is None
     buf.reconfigure(SyncConfig(2, 8, 10 * MS, {RGB: 500 * MS, DEPTH: 500 * MS}))
-    assert buf.select(T0 + 205 * MS).window.mode is GuidanceMode.RGBD
+    assert buf.select(T0 + 205 * MS).window.mode is ConditioningMode.RGBD
 
 
 def test_config_rejects_a_buffer_shorter_than_the_conditioning():
@@ -237,7 +237,7 @@ def test_buffer_invariants_under_any_arrival_sequence(events):
         for frames, m in ((w.rgb, RGB), (w.depth, DEPTH)):
             if frames:
                 assert now - frames[-1].stamp_ns <= 500 * MS
-        if w.mode is GuidanceMode.RGBD:
+        if w.mode is ConditioningMode.RGBD:
             assert all(abs(r.stamp_ns - d.stamp_ns) <= 20 * MS for r, d in zip(w.rgb, w.depth))
 
 

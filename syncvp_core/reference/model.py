@@ -16,12 +16,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from syncvp_core.modalities import MODALITIES
+
 from .autoencoder import ReferenceAutoencoder
 from .config import ReferenceConfig
 from .stca import ReferenceSTCA
 from .unet import ReferenceUNet, Wrapped
 
-MODALITIES = ("rgb", "depth")
 
 
 class MultiModalUnet(nn.Module):
