@@ -42,7 +42,8 @@ def median_ms(fn, device: torch.device, repeats: int) -> dict:
 
 
 @torch.inference_mode()
-def run(config: str, device: torch.device, repeats: int, sampler_kind: str = "ddim") -> dict:
+def run(config: str, device: torch.device, repeats: int, sampler_kind: str = "ddim",
+        chunk_steps=CHUNK_STEPS) -> dict:
     if config in REFERENCE_PRESETS:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
@@ -84,7 +85,7 @@ def run(config: str, device: torch.device, repeats: int, sampler_kind: str = "dd
         results[f"coupling_L{shape.tokens}_stca"] = median_ms(lambda: split(h_rgb, h_depth, shape), device, repeats)
         results[f"coupling_L{shape.tokens}_full"] = median_ms(lambda: full(h_rgb, h_depth, shape), device, repeats)
 
-    for steps in CHUNK_STEPS:
+    for steps in chunk_steps:
         predictor = RolloutPredictor(model, steps=steps, sampler=sampler_kind)
         results[f"chunk_8f_{steps}_steps"] = median_ms(
             lambda: predictor.predict(rgb, depth, horizon=tt, generator=g), device, max(1, repeats // 2))
@@ -99,6 +100,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sampler", choices=SAMPLERS, default="ddim", help="sampler to time (default ddim)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per component (default 5)")
+    parser.add_argument("--chunk-steps", type=int, nargs="*", default=list(CHUNK_STEPS), metavar="N",
+                        help="steps of the timed 8-frame chunks (default: 10 25 100; none: skip them, e.g. for "
+                             "paper sizes on a CPU)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
     if args.config not in PRESETS and args.config not in REFERENCE_PRESETS:
@@ -107,17 +111,17 @@ def main(argv=None) -> int:
         device = resolve_device(args.device)
     except ValueError as err:
         parser.error(f"--device: {err}")
-    if args.repeats < 1 or args.threads < 0:
-        parser.error("--repeats must be at least 1 and --threads at least 0")
+    if args.repeats < 1 or args.threads < 0 or any(n < 1 for n in args.chunk_steps):
+        parser.error("--repeats and --chunk-steps must be at least 1 and --threads at least 0")
     if args.threads:
         torch.set_num_threads(args.threads)
 
     if args.config in REFERENCE_PRESETS:
         pair = (("ours", OURS_BESIDE[args.config]), ("reference", args.config))
         latency = {f"{who}_{name}": ms for who, config in pair
-                   for name, ms in run(config, device, args.repeats, args.sampler).items()}
+                   for name, ms in run(config, device, args.repeats, args.sampler, args.chunk_steps).items()}
     else:
-        latency = run(args.config, device, args.repeats, args.sampler)
+        latency = run(args.config, device, args.repeats, args.sampler, args.chunk_steps)
     report = {"config": args.config, "sampler": args.sampler, "device": str(device),
               "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                               else f"{platform.machine()} CPU, {os.cpu_count()} cores"),
