@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from .autoencoder import TriplaneAutoencoder
 from .config import SyncVPConfig
 from .depth import depth_to_model, model_to_depth
+from .modalities import MODALITIES
 from .stca import make_coupling
 from .unet import BranchUNet
 
@@ -90,7 +91,7 @@ class SyncVP(nn.Module):
         self.net = SyncVPNet(cfg)
         self.latent_stats = nn.ModuleDict({
             self.stats_key(m, f): LatentStatistics(cfg.autoencoder.embed_dim)
-            for m in ("rgb", "depth") for f in (cfg.cond_frames, cfg.target_frames)})
+            for m in MODALITIES for f in (cfg.cond_frames, cfg.target_frames)})
 
         def autoencoder(channels, frames):
             return TriplaneAutoencoder(cfg.autoencoder, channels, cfg.resolution, frames)
@@ -139,11 +140,14 @@ class SyncVP(nn.Module):
         """A standardised latent -> model-space B×C×T×H×W. `context` is the frame before the clip (B×3×H×W in
         [0, 1] or B×H×W metres), used by a context decoder and ignored otherwise; None: no context."""
         raw = self.latent_stats[self.stats_key(modality, frames)].restore(latent)
-        ctx = valid = None
-        if context is not None:
-            ctx, valid = self.model_space(modality, context.unsqueeze(1))
-            ctx, valid = ctx[:, :, 0], valid[:, :1, 0]
+        ctx, valid = (None, None) if context is None else self.context_frame(modality, context)
         return self.autoencoder_for(modality, frames).decode(raw, frames, ctx, valid)
+
+    def context_frame(self, modality: str, frame: Tensor) -> tuple[Tensor, Tensor]:
+        """One frame (B×3×H×W in [0, 1] or B×H×W metres) as a context decoder takes it: (B×C×H×W model space,
+        B×1×H×W valid mask)."""
+        x, valid = self.model_space(modality, frame.unsqueeze(1))
+        return x[:, :, 0], valid[:, :1, 0]
 
     def encode_rgb(self, rgb01: Tensor) -> Tensor:
         """B×T×3×H×W in [0, 1] -> B×c×L latent."""

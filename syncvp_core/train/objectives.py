@@ -83,8 +83,7 @@ class AutoencoderObjective(nn.Module):
         autoencoder = self.model.autoencoder_for(self.modality, frames)
         context = context_valid = None
         if self.model.cfg.autoencoder.decoder_context and window.start > 0:
-            context, context_valid = self.model.model_space(self.modality, video[:, window.start - 1:window.start])
-            context, context_valid = context[:, :, 0], context_valid[:, :1, 0]
+            context, context_valid = self.model.context_frame(self.modality, video[:, window.start - 1])
             if generator is not None and self.context_dropout > 0:
                 keep = torch.rand(len(x), generator=generator, device=generator.device) >= self.context_dropout
                 context_valid = context_valid & keep.to(x.device)[:, None, None, None]
