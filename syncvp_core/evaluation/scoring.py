@@ -34,7 +34,7 @@ from syncvp_core.modalities import MODALITIES, ConditioningMode
 
 # method -> the conditioning mode it runs the model in
 MODEL_METHODS = {"syncvp": ConditioningMode.RGBD, "syncvp-rgb-cond": ConditioningMode.RGB,
-                    "syncvp-depth-cond": ConditioningMode.DEPTH}
+                 "syncvp-depth-cond": ConditioningMode.DEPTH}
 COPY_LAST = "copy-last"
 TRAINING_MEAN = "training-mean"
 DEFAULT_METHODS = (*MODEL_METHODS, COPY_LAST)  # the ones that need nothing beyond the clips and the model
