@@ -35,6 +35,7 @@ from syncvp_core.evaluation.scoring import COPY_LAST, EvaluationResult, frame_sc
 from syncvp_core.modalities import CONDITIONING_MODES, MODALITIES
 from syncvp_ros import bags
 from syncvp_ros.image_conversion import BadImage, depth_from_image, image_to_array, rgb_from_image, window_to_tensors
+from syncvp_ros.ros_time import stamp_ns
 
 PREDICTED = "syncvp"  # the node's output, named like syncvp-eval's model method
 METHODS = (PREDICTED, COPY_LAST)
@@ -48,10 +49,6 @@ def evaluate_bag(bag, topics: dict[str, str], slop: float, request) -> dict:
 
     spec = f"rosbag:{bag}?" + urlencode({"rgb": topics["rgb"], "depth": topics["depth"], "slop": slop}, safe="/")
     return pipeline.run(dataclasses.replace(request, data=spec))
-
-
-def time_ns(t) -> int:
-    return t.sec * 1_000_000_000 + t.nanosec
 
 
 def nearest(stamps: list[int], target: int, slop_ns: int) -> int | None:
@@ -84,11 +81,11 @@ class PredictionRecord:
 
 
 def _record(msg, received_ns: int) -> PredictionRecord:
-    stamp = time_ns(msg.header.stamp)
+    stamp = stamp_ns(msg.header.stamp)
     return PredictionRecord(received_ns, stamp, msg.guidance_mode,
-                            tuple(time_ns(t) for t in msg.rgb_conditioning_stamps),
-                            tuple(time_ns(t) for t in msg.depth_conditioning_stamps),
-                            tuple(stamp + time_ns(d) for d in msg.time_offsets), msg.model_id,
+                            tuple(stamp_ns(t) for t in msg.rgb_conditioning_stamps),
+                            tuple(stamp_ns(t) for t in msg.depth_conditioning_stamps),
+                            tuple(stamp + stamp_ns(d) for d in msg.time_offsets), msg.model_id,
                             int(msg.rgb[0].width) if len(msg.rgb) else 0)
 
 
@@ -143,7 +140,7 @@ def load_input_frames(path, topics: dict[str, str], wanted: list[int], slop_ns: 
         raise ValueError(f"{path}: no topic {', '.join(missing)} (see syncvp-bag info)")
     for m in bags.read_messages(path, list(by_topic)):
         msg = store.deserialize_cdr(m.rawdata, m.msgtype)
-        stamp = time_ns(msg.header.stamp)
+        stamp = stamp_ns(msg.header.stamp)
         if nearest(wanted, stamp, slop_ns) is None:
             continue
         modality = by_topic[m.topic]

@@ -20,11 +20,11 @@ import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
 
 from syncvp_ros import bags
+from syncvp_ros.ros_time import ns_to_time
 
 CLOCK_TOPIC = "/clock"
 # rclpy's TimeSource subscribes best effort, depth 1 (rclcpp's ClockQoS); only the newest time matters.
@@ -96,7 +96,7 @@ class BagPlayer:
         self._next_tick = 0.0
 
     def _publish_clock(self, bag_ns: int) -> None:
-        self.clock_pub.publish(Clock(clock=Time(nanoseconds=bag_ns).to_msg()))
+        self.clock_pub.publish(Clock(clock=ns_to_time(bag_ns)))
 
     def _wait_until(self, due: float, start: float, pass_index: int) -> bool:
         """Sleeps until `due` wall seconds after `start`, ticking /clock meanwhile; False when stopped."""

@@ -22,6 +22,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from syncvp_ros import bags
 from syncvp_ros.bag_player import message_class, stop_on_signals
+from syncvp_ros.ros_time import split_ns
 
 # Deep enough that a burst of images outlasts a slow write.
 RECORD_DEPTH = 100
@@ -30,7 +31,7 @@ HOLD_LIMIT = 200
 
 
 def _qos_time(duration) -> bags.QosTime:
-    sec, nsec = divmod(duration.nanoseconds, 1_000_000_000)
+    sec, nsec = split_ns(duration.nanoseconds)
     return bags.QosTime(sec=sec, nsec=nsec)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from syncvp_core.data.synthetic.sequence import generate_sequence
 from syncvp_ros import bags
 from syncvp_ros.image_conversion import DEPTH_ENCODINGS, RGB_ENCODINGS, array_to_image
+from syncvp_ros.ros_time import split_ns
 
 # REP 118's other depth form: millimetres in 16 bits, 0 = no reading.
 MM_PER_M = 1000.0
@@ -93,7 +94,7 @@ def encode_depth(depth: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def _stamp(ns: int):
-    sec, nanosec = divmod(ns, 1_000_000_000)
+    sec, nanosec = split_ns(ns)
     return bags.typestore().types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
 
 

@@ -13,7 +13,8 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from syncvp_core.modalities import ConditioningMode
-from syncvp_ros.sync_buffer import Counters, Selection, SyncBuffer
+from syncvp_ros.handover import Counters
+from syncvp_ros.sync_buffer import Selection, SyncBuffer
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 # An input whose estimated transport loss over the rate window exceeds this fraction is reported as WARN.

@@ -17,7 +17,8 @@ from syncvp_core.image_msg import (  # noqa: F401 - the node's decoding API, re-
     DEPTH_ENCODINGS, ENCODINGS, REJECT_KINDS, RGB_ENCODINGS, BadImage, depth_from_image, image_to_array, quoted,
     rgb_from_image)
 from syncvp_ros.msg import RGBDPrediction
-from syncvp_ros.sync_buffer import Window, ns_to_duration, ns_to_time
+from syncvp_ros.ros_time import ns_to_duration, ns_to_time
+from syncvp_ros.sync_buffer import Window
 
 
 def array_to_image(arr: np.ndarray, encoding: str, step: int | None = None, is_bigendian: bool = False) -> Image:

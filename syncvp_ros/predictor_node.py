@@ -26,14 +26,15 @@ from syncvp_core.checkpoint import CheckpointError, load_model, model_id
 from syncvp_core.rollout import PredictionCancelled, RolloutPredictor
 from syncvp_ros.depth_rep118 import conditioning_depth, prediction_depth
 from syncvp_ros.diagnostics import InputMonitor, PredictorStats, Throttle, diagnostic_array
+from syncvp_ros.handover import LatestSlot
 from syncvp_ros.image_conversion import (BadImage, array_to_image, check_usable_size, depth_from_image, mosaic,
                                          prediction_message, quoted, rgb_from_image, rgb_to_uint8,
                                          scale_camera_info, window_to_tensors)
 from syncvp_ros.msg import RGBDPrediction
 from syncvp_ros.parameters import SPECS, PredictorParams, descriptor, resolve_device, unknown_parameters, validate
 from syncvp_ros.point_cloud import cloud_step_index, point_cloud
-from syncvp_ros.sync_buffer import (DEPTH, MODALITIES, RGB, Frame, LatestSlot, Rejected, SyncBuffer, SyncConfig,
-                                    Window, ns_to_time, stamp_ns)
+from syncvp_ros.ros_time import ns_to_time, stamp_ns
+from syncvp_ros.sync_buffer import DEPTH, MODALITIES, RGB, Frame, Rejected, SyncBuffer, SyncConfig, Window
 
 NODE_NAME = "syncvp_predictor"
 TOPICS = {"rgb": "~/input/rgb", "depth": "~/input/depth", "camera_info": "~/input/camera_info",
