@@ -6,7 +6,7 @@ depth by stamp and every window of the bag is predicted, scored and compared wit
 Recorded predictions (`evaluate_predictions`): each prediction says when its frames are (header stamp +
 time_offsets[k]); the input frame of each modality nearest to that time (within `slop`) is its ground truth,
 centre-cropped and resized to the prediction's size exactly as the node prepares its input
-(image_conversion.window_to_tensors). Copy-last repeats the input
+(model_tensors.window_to_tensors). Copy-last repeats the input
 frame at the newest conditioning stamp of each modality (the prediction's own stamp for a modality it did not
 use). Metrics are syncvp-eval's (evaluation.frame_scores); the outputs are its files (metrics.json,
 per-horizon plots, sample strip and GIF) plus the guidance-mode timeline.
@@ -32,9 +32,10 @@ from matplotlib.figure import Figure
 
 from syncvp_core.evaluation import plots
 from syncvp_core.evaluation.scoring import COPY_LAST, EvaluationResult, frame_scores
+from syncvp_core.image_msg import BadImage, depth_from_image, image_to_array, rgb_from_image
 from syncvp_core.modalities import CONDITIONING_MODES, MODALITIES
 from syncvp_ros import bags
-from syncvp_ros.image_conversion import BadImage, depth_from_image, image_to_array, rgb_from_image, window_to_tensors
+from syncvp_ros.model_tensors import window_to_tensors
 from syncvp_ros.ros_time import stamp_ns
 
 PREDICTED = "syncvp"  # the node's output, named like syncvp-eval's model method

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from syncvp_core.data.synthetic.sequence import generate_sequence
+from syncvp_core.image_msg import DEPTH_ENCODINGS, RGB_ENCODINGS
 from syncvp_ros import bags
-from syncvp_ros.image_conversion import DEPTH_ENCODINGS, RGB_ENCODINGS, array_to_image
+from syncvp_ros.image_conversion import array_to_image
 from syncvp_ros.ros_time import split_ns
 
 # REP 118's other depth form: millimetres in 16 bits, 0 = no reading.

@@ -23,16 +23,18 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from syncvp_core.checkpoint import CheckpointError, load_model, model_id
+from syncvp_core.image_msg import BadImage, depth_from_image, quoted, rgb_from_image
 from syncvp_core.rollout import PredictionCancelled, RolloutPredictor
 from syncvp_ros.depth_rep118 import conditioning_depth, prediction_depth
 from syncvp_ros.diagnostics import InputMonitor, PredictorStats, Throttle, diagnostic_array
 from syncvp_ros.handover import LatestSlot
-from syncvp_ros.image_conversion import (BadImage, array_to_image, check_usable_size, depth_from_image, mosaic,
-                                         prediction_message, quoted, rgb_from_image, rgb_to_uint8,
-                                         scale_camera_info, window_to_tensors)
+from syncvp_ros.image_conversion import array_to_image
+from syncvp_ros.model_tensors import check_usable_size, rgb_to_uint8, window_to_tensors
+from syncvp_ros.mosaic import mosaic
 from syncvp_ros.msg import RGBDPrediction
 from syncvp_ros.parameters import SPECS, PredictorParams, descriptor, resolve_device, unknown_parameters, validate
 from syncvp_ros.point_cloud import cloud_step_index, point_cloud
+from syncvp_ros.prediction_message import prediction_message, scale_camera_info
 from syncvp_ros.ros_time import ns_to_time, stamp_ns
 from syncvp_ros.sync_buffer import DEPTH, MODALITIES, RGB, Frame, Rejected, SyncBuffer, SyncConfig, Window
 

@@ -30,7 +30,7 @@ ASPECT_TOLERANCE = 0.01
 
 
 class Rejected(ValueError):
-    """A frame the buffer refuses; `kind` is its counter, as image_conversion.BadImage."""
+    """A frame the buffer refuses; `kind` is its counter, as syncvp_core.image_msg.BadImage."""
 
     def __init__(self, kind: str, reason: str):
         super().__init__(reason)

@@ -2,8 +2,9 @@
 import numpy as np
 import torch
 
+from syncvp_core.image_msg import depth_from_image
 from syncvp_ros.depth_rep118 import conditioning_depth, fill_holes, prediction_depth, resize_marked_depth
-from syncvp_ros.image_conversion import array_to_image, depth_from_image
+from syncvp_ros.image_conversion import array_to_image
 
 
 def test_input_tells_far_from_unknown_when_asked():

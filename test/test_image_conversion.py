@@ -1,21 +1,15 @@
-"""Image ↔ NumPy conversion (every encoding, padded steps, both endiannesses), the validation layer, and the
-output side (tensors, CameraInfo scaling, mosaic, RGBDPrediction). Plain pytest + hypothesis, no rclpy."""
-import math
-
+"""Image ↔ NumPy conversion (every encoding, padded steps, both endiannesses) and the validation layer: reading
+is syncvp_core.image_msg, writing syncvp_ros.image_conversion. Plain pytest + hypothesis, no rclpy."""
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import Image
 
-from syncvp_core.data.transforms import scale_intrinsics
-from syncvp_ros.image_conversion import (ENCODINGS, REJECT_KINDS, BadImage, array_to_image, check_usable_size,
-                                         colorize_depth, depth_from_image, image_to_array, mosaic,
-                                         prediction_message, quoted, rgb_from_image, rgb_to_uint8,
-                                         scale_camera_info, window_to_tensors)
-from syncvp_ros.sync_buffer import Frame, ConditioningMode, Window
+from syncvp_core.image_msg import (ENCODINGS, REJECT_KINDS, BadImage, depth_from_image, image_to_array, quoted,
+                                   rgb_from_image)
+from syncvp_ros.image_conversion import array_to_image
 
 SIZES = st.tuples(st.integers(1, 9), st.integers(1, 9))
 
@@ -145,92 +139,6 @@ def test_any_header_and_buffer_either_decodes_consistently_or_raises_bad_image(e
     assert arr.shape[:2] == (h, w)
 
 
-def test_window_to_tensors_crops_resizes_and_keeps_nan_depth():
-    rgb = [np.full((96, 128, 3), 255, np.uint8), np.zeros((48, 64, 3), np.uint8)]  # resolution may differ
-    depth = [np.full((96, 128), 5.0, np.float32)] * 2
-    depth[1] = depth[1].copy()
-    depth[1][:, :] = np.nan
-    rgb_t, depth_t = window_to_tensors(rgb, depth, 64)
-    assert rgb_t.shape == (1, 2, 3, 64, 64) and depth_t.shape == (1, 2, 64, 64)
-    assert torch.allclose(rgb_t[0, 0], torch.ones(3, 64, 64)) and rgb_t[0, 1].max() == 0
-    assert torch.all(depth_t[0, 0] == 5.0) and torch.isnan(depth_t[0, 1]).all()
-    assert window_to_tensors([], depth, 64)[0] is None and window_to_tensors(rgb, [], 64)[1] is None
-
-
-def test_rgb_to_uint8_rounds_and_moves_channels_last():
-    x = torch.tensor([0.0, 0.5, 1.0, 1.5]).reshape(1, 4, 1, 1).expand(1, 4, 2, 2)[:, :3]
-    out = rgb_to_uint8(x)
-    assert out.shape == (1, 2, 2, 3) and out.dtype == np.uint8
-    assert out[0, 0, 0].tolist() == [0, 128, 255]
-
-
-def test_camera_info_is_scaled_like_the_image():
-    info = CameraInfo(height=96, width=128, distortion_model="plumb_bob", d=[0.1, 0, 0, 0, 0],
-                      k=[100.0, 0, 63.5, 0, 100.0, 47.5, 0, 0, 1], r=[1.0, 0, 0, 0, 1, 0, 0, 0, 1],
-                      p=[100.0, 0, 63.5, -10.0, 0, 100.0, 47.5, 0, 0, 0, 1, 0])
-    info.header.frame_id = "cam"
-    out = scale_camera_info(info, 64)
-    k = np.array(out.k).reshape(3, 3)
-    np.testing.assert_allclose(k, scale_intrinsics(np.array(info.k).reshape(3, 3), 96, 128, 64))
-    # the centred principal point of the input stays centred in the 64x64 model frame
-    assert (out.height, out.width) == (64, 64) and k[0, 2] == pytest.approx(31.5) and k[1, 2] == pytest.approx(31.5)
-    assert k[0, 0] == pytest.approx(100 * 64 / 96)
-    p = np.array(out.p).reshape(3, 4)
-    np.testing.assert_allclose(p[:, :3], k)
-    assert p[0, 3] == pytest.approx(-10.0 * 64 / 96)
-    assert out.header.frame_id == "cam" and list(out.d) == list(info.d) and out.distortion_model == "plumb_bob"
-    assert scale_camera_info(CameraInfo(), 64) is None  # uncalibrated: nothing to scale
-    # the output owns its header: stamping it (the worker does) leaves the received message untouched
-    info.header.stamp.sec = 5
-    scale_camera_info(info, 64).header.stamp.sec = 2
-    assert info.header.stamp.sec == 5
-
-
-def test_colorize_depth_orders_near_to_far_and_blacks_out_invalid():
-    img = colorize_depth(np.array([[1.0, 10.0, 100.0, np.nan]], np.float32), 1.0, 100.0)
-    assert img.shape == (1, 4, 3) and img.dtype == np.uint8
-    near, far = img[0, 0].astype(int), img[0, 2].astype(int)
-    assert near[0] > near[2] and far[2] > far[0]  # near is red, far is blue
-    assert img[0, 3].tolist() == [0, 0, 0]
-
-
-def test_mosaic_layout_with_a_missing_modality():
-    cond_rgb = np.full((2, 4, 4, 3), 200, np.uint8)
-    pred_rgb = np.full((3, 4, 4, 3), 100, np.uint8)
-    pred_depth = np.full((3, 4, 4), 5.0, np.float32)
-    out = mosaic(cond_rgb, None, pred_rgb, pred_depth, 4, 0.5, 100.0)
-    assert out.shape == (8, 20, 3)
-    assert (out[:4, :8] == 200).all() and (out[:4, 8:] == 100).all()
-    assert (out[4:, :8] == 0).all() and out[4:, 8:].any()  # no depth conditioning: black tiles
-
-
-def _window():
-    rgb = tuple(Frame(s, "cam_rgb", np.zeros((4, 4, 3), np.uint8)) for s in (10_000_000_000, 10_100_000_000))
-    depth = tuple(Frame(s, "cam_depth", np.ones((4, 4), np.float32)) for s in (10_000_000_000, 10_100_000_000))
-    return Window(ConditioningMode.RGBD, rgb, depth)
-
-
-def test_prediction_message_fields():
-    horizon, size = 3, 4
-    rgb = np.random.default_rng(0).integers(0, 255, (horizon, size, size, 3), dtype=np.uint8)
-    depth = np.full((horizon, size, size), 7.5, np.float32)
-    depth[0, 0, 0] = np.nan
-    info = CameraInfo(height=size, width=size, k=[1.0, 0, 2, 0, 1, 2, 0, 0, 1])
-    info.header.frame_id = "cam_rgb_optical"
-    msg = prediction_message(_window(), rgb, depth, info, diffusion_steps=2, model_id="tiny-abc")
-    assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (10, 100_000_000, "cam_rgb")
-    assert msg.guidance_mode == "rgbd" and msg.diffusion_steps == 2 and msg.model_id == "tiny-abc"
-    assert [(t.sec, t.nanosec) for t in msg.rgb_conditioning_stamps] == [(10, 0), (10, 100_000_000)]
-    assert [d.sec + d.nanosec * 1e-9 for d in msg.time_offsets] == pytest.approx([0.1, 0.2, 0.3])
-    assert [i.encoding for i in msg.rgb] == ["rgb8"] * 3 and [i.encoding for i in msg.depth] == ["32FC1"] * 3
-    np.testing.assert_array_equal(image_to_array(msg.rgb[2]), rgb[2])
-    back = image_to_array(msg.depth[0])
-    assert math.isnan(back[0, 0]) and back[1, 1] == 7.5
-    assert msg.camera_info.header.frame_id == "cam_rgb_optical" and msg.camera_info.header.stamp == msg.header.stamp
-    assert all(i.header.stamp == msg.header.stamp for i in msg.rgb)
-    assert list(prediction_message(_window(), rgb, depth, None, 2, "m").camera_info.k) == [0.0] * 9
-
-
 def test_sender_sized_strings_are_cut_in_reasons():
     msg = array_to_image(np.zeros((4, 4, 3), np.uint8), "rgb8")
     msg.encoding = "y" * 300
@@ -238,10 +146,3 @@ def test_sender_sized_strings_are_cut_in_reasons():
         rgb_from_image(msg)
     assert len(str(err.value)) < 150 and "(300 characters)" in str(err.value)
     assert quoted("cam") == "'cam'"
-
-
-def test_frames_smaller_than_the_model_can_use_are_too_small():
-    check_usable_size(np.zeros((16, 40, 3), np.uint8), 64)  # a quarter of 64 per side is enough
-    with pytest.raises(BadImage) as err:
-        check_usable_size(np.zeros((1, 1), np.float32), 64)
-    assert err.value.kind == "too_small" and err.value.kind in REJECT_KINDS and "16 pixels" in str(err.value)

@@ -21,7 +21,8 @@ from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import PointCloud2
 
 from ros_helpers import NS, Collector, Feeder, NodeProcess, diag_status, to_ns, to_time, wait_until
-from syncvp_ros.image_conversion import array_to_image, image_to_array
+from syncvp_core.image_msg import image_to_array
+from syncvp_ros.image_conversion import array_to_image
 from syncvp_ros.msg import RGBDPrediction
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
 from ros_helpers import Collector, Feeder, NodeProcess, wait_until
+from syncvp_core.image_msg import image_to_array
 from syncvp_core.reference import convert_directory
-from syncvp_ros.image_conversion import image_to_array
 from syncvp_ros.msg import RGBDPrediction
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
