@@ -115,7 +115,10 @@ def rig(tmp_path_factory):
 
 
 def test_predictions_carry_the_newest_conditioning_stamp_frame_and_formats(rig):
-    msg = rig.wait_prediction(lambda m: m.guidance_mode == "rgbd", since=0, timeout=90, what="an rgbd prediction")
+    # DDS matches the three input subscriptions independently: a prediction made before the camera_info
+    # subscription matched has no CameraInfo yet, so wait for one made after (its content is asserted below).
+    msg = rig.wait_prediction(lambda m: m.guidance_mode == "rgbd" and m.camera_info.height > 0, since=0, timeout=90,
+                              what="an rgbd prediction made after the first CameraInfo")
     rgb_stamps = [to_ns(t) for t in msg.rgb_conditioning_stamps]
     depth_stamps = [to_ns(t) for t in msg.depth_conditioning_stamps]
     published = {s for _, _, s in rig.feeder.published}
