@@ -12,7 +12,9 @@ T×H'×W' grid, a second TimeSformer, and an output head per frame:
 - "conv": a transposed conv to `head_channels` feature maps, then 3×3 convs across patch borders.
 With `decoder_context` (ours, docs/model.md) the conv head also sees the frame before the clip at full resolution
 (with a mask: 1 where that frame has a valid pixel) and its output is a residual on it, out = clamp(base + r),
-base = the context frame where it is valid and 0 elsewhere; the last conv starts at zero, so a fresh decoder
+base = the context frame where it is valid, and at its holes (no depth, e.g. sky) 0 or, with `context_hole_fill`,
+the nearest valid values (so a hole does not pull the warped base at its border towards mid-range); the last conv
+starts at zero, so a fresh decoder
 returns the context frame and the latent only has to carry what changes. With `context_warp` the context frame
 is first warped by a flow the tokens predict (one vector per token, zero at init): motion, the commonest change
 between frames, is then a few numbers per patch instead of new pixels. Without a context frame (a modality that
@@ -235,4 +237,19 @@ class TriplaneAutoencoder(nn.Module):
         if context is None:
             return like.new_zeros((batch, self.channels, *size[2:])), like.new_zeros(size)
         mask = (torch.ones(size, dtype=torch.bool, device=like.device) if valid is None else valid).to(like.dtype)
-        return context.to(like.dtype) * mask, mask
+        base = context.to(like.dtype) * mask
+        return (fill_holes(base, mask) if self.cfg.context_hole_fill else base), mask
+
+
+def fill_holes(image: Tensor, valid: Tensor) -> Tensor:
+    """N×C×H×W `image` with its invalid pixels (`valid` N×1×H×W float, 0 or 1) filled by growing the valid region
+    one pixel per pass, each new pixel the mean of its valid 3×3 neighbours; a frame without valid pixels stays."""
+    known, filled = valid, image * valid
+    while True:
+        total = F.avg_pool2d(filled * known, 3, 1, 1, divisor_override=1)
+        count = F.avg_pool2d(known, 3, 1, 1, divisor_override=1)
+        grown = (count > 0).to(known.dtype) * (1 - known)
+        if not grown.any():
+            return filled
+        filled = filled + grown * total / count.clamp_min(1)
+        known = known + grown

@@ -37,6 +37,7 @@ class AutoencoderConfig:
     head_channels: int = 32  # feature maps of the conv head at full resolution
     decoder_context: bool = False  # decode on the frame before the clip (residual; ours, docs/model.md)
     context_warp: bool = False  # warp that frame by a per-token flow before the residual (needs decoder_context)
+    context_hole_fill: bool = False  # fill that frame's holes from the nearest valid pixels before it is the base
 
     def __post_init__(self):
         if self.output_head not in OUTPUT_HEADS:
@@ -45,6 +46,8 @@ class AutoencoderConfig:
             raise ValueError("decoder_context needs output_head 'conv' (the context enters the conv head)")
         if self.context_warp and not self.decoder_context:
             raise ValueError("context_warp needs decoder_context (it warps the context frame)")
+        if self.context_hole_fill and not self.decoder_context:
+            raise ValueError("context_hole_fill needs decoder_context (it fills the context frame)")
 
 
 @dataclass
@@ -158,7 +161,7 @@ PRESETS: dict[str, SyncVPConfig] = {
                                       embed_dim=8, projector_layers=1, projector_heads=4,
                                       projector_head_dim=24, projector_mlp=192,
                                       output_head="conv", head_channels=16, decoder_context=True,
-                                      context_warp=True),
+                                      context_warp=True, context_hole_fill=True),
         unet=UNetConfig(model_channels=40, channel_mult=(1, 2), num_res_blocks=1,
                         attention_levels=(1,), heads=4, norm_groups=8),
         coupling=CouplingConfig(kind="stca", slots="deep", heads=4),

@@ -158,6 +158,25 @@ def test_a_joint_switch_given_on_resume_is_refused_or_kept_never_ignored(chain, 
     assert load_checkpoint(run_dir / MODEL_FILE).step == 3
 
 
+def test_a_decoder_only_run_keeps_the_encoder_and_so_the_latents(chain, setup, capsys):
+    root, data, _ = setup
+    init = chain["ae_depth"] / MODEL_FILE
+    run(root, "decoder_only", stage="autoencoder", modality="depth", data=data, init=[str(init)], decoder_only=True)
+    before, after = weights(init, "autoencoders.depth"), weights(root / "decoder_only" / MODEL_FILE,
+                                                                 "autoencoders.depth")
+    decoding = ("autoencoders.depth.from_latent.", "autoencoders.depth.decoder.", "autoencoders.depth.to_pixels.")
+    encoder = [k for k in before if not k.startswith(decoding)]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(decoding))
+    # the hole-fill switch sets the model config, and is refused on a model whose decoder takes no context
+    capsys.readouterr()  # the run's progress bars
+    with pytest.raises(SystemExit) as refused:
+        main(["autoencoder", "--modality", "depth", "--data", data, "--init", str(init), "--out",
+              str(root / "refused"), "--decoder-only", "--context-hole-fill", "--max-steps", "1"])
+    err = capsys.readouterr().err.strip()
+    assert refused.value.code == 2 and len(err.splitlines()) == 1 and "context_hole_fill needs decoder_context" in err
+
+
 def test_resume_continues_exactly(setup, chain):
     root, data, _ = setup
     # warm-up covers all 4 steps, so stopping at 2 and extending to 4 keeps the same learning rates

@@ -2,8 +2,9 @@
 
 A checkpoint says which of its weights are meaningful ("provides": module prefixes, e.g. "autoencoders.rgb",
 "net.rgb_branch", "latent_stats.rgb_8f"); a stage starts from a fresh model and copies those weights from each
-`--init` file. The joint switches live only in the model config: a flag given when a run starts sets them there,
-and a resumed run whose flags differ from the model it continues is refused (`check_switches`).
+`--init` file. The switches (the joint stage's shared noise / timestep / modality dropout, the autoencoder stage's
+context hole fill) live only in the model config: a flag given when a run starts sets them there, and a resumed
+run whose flags differ from the model it continues is refused (`check_switches`).
 """
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ from syncvp_core.model import SyncVP
 from syncvp_core.modalities import MODALITIES
 from syncvp_core.train.settings import TrainConfig, TrainingError
 
-# Model-config fields the joint flags may set; they may differ from the stage-2 files.
-JOINT_SWITCHES = ("diffusion.shared_noise", "diffusion.shared_timestep", "diffusion.dropout_probs")
+# Model-config fields the switch flags may set; they may differ from the --init files.
+SWITCHES = ("diffusion.shared_noise", "diffusion.shared_timestep", "diffusion.dropout_probs",
+            "autoencoder.context_hole_fill")
+# The parts of a TriplaneAutoencoder that decode (what --decoder-only trains).
+DECODER_PARTS = ("from_latent", "decoder", "head", "to_pixels")
 
 
 def autoencoder_prefixes(model: SyncVP, modality: str, frames) -> list[str]:
@@ -36,7 +40,8 @@ def statistics_prefixes(model: SyncVP, modality: str) -> list[str]:
 def trained_prefixes(cfg: TrainConfig, model: SyncVP) -> list[str]:
     """Module prefixes (state-dict names) that this stage trains."""
     if cfg.stage == "autoencoder":
-        return autoencoder_prefixes(model, cfg.modality, autoencoder_frames(cfg, model))
+        prefixes = autoencoder_prefixes(model, cfg.modality, autoencoder_frames(cfg, model))
+        return [f"{p}.{part}" for p in prefixes for part in DECODER_PARTS] if cfg.decoder_only else prefixes
     if cfg.stage == "diffusion":
         return [f"net.{cfg.modality}_branch"]
     return ["net"]
@@ -57,7 +62,7 @@ def autoencoder_frames(cfg: TrainConfig, model: SyncVP) -> tuple[int, ...]:
 def needed_prefixes(cfg: TrainConfig, model: SyncVP) -> list[str]:
     """Weights that must come from --init files for this stage to make sense."""
     if cfg.stage == "autoencoder":
-        return []
+        return autoencoder_prefixes(model, cfg.modality, autoencoder_frames(cfg, model)) if cfg.decoder_only else []
     modalities = [cfg.modality] if cfg.stage == "diffusion" else list(MODALITIES)
     frames = (model.cfg.cond_frames, model.cfg.target_frames)
     return [p for m in modalities for p in autoencoder_prefixes(model, m, frames)]
@@ -95,14 +100,19 @@ def initial_model(cfg: TrainConfig, say) -> tuple[SyncVP, list[str]]:
             model_cfg = get_config(cfg.model)
         except ValueError as e:
             raise TrainingError(str(e)) from None
-    for name, value in switch_overrides(cfg).items():
-        setattr(model_cfg.diffusion, name, value)
+    for path, value in switch_overrides(cfg).items():
+        part, name = path.split(".")
+        setattr(getattr(model_cfg, part), name, value)
+    try:
+        model_cfg.autoencoder.__post_init__()  # a switch may not fit the model (hole fill without context)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
     torch.manual_seed(cfg.seed)
     model = SyncVP(model_cfg)
     provided: list[str] = []
     state = model.state_dict()
     for path, ckpt in checkpoints:
-        diff = [d for d in config_differences(ckpt.model.cfg, model_cfg) if not d.startswith(JOINT_SWITCHES)]
+        diff = [d for d in config_differences(ckpt.model.cfg, model_cfg) if not d.startswith(SWITCHES)]
         if diff:
             raise TrainingError(f"--init {path} has a different model config: {'; '.join(diff)}")
         prefixes = provided_by(ckpt)
@@ -118,34 +128,40 @@ def initial_model(cfg: TrainConfig, say) -> tuple[SyncVP, list[str]]:
         raise TrainingError(f"the {cfg.stage} stage needs trained {', '.join(missing)}: pass their stage-1 "
                             "checkpoint(s) with --init")
     if cfg.stage == "joint":
-        random_branches = [f"net.{m}_branch" for m in MODALITIES if f"net.{m}_branch" not in provided]
+        random_branches = [f"net.{m}_branch" for m in MODALITIES if not _matches(f"net.{m}_branch", provided)]
         if random_branches:
             say(f"note: {', '.join(random_branches)} start from random weights (no stage-2 --init file for them)")
     return model, provided
 
 
 def switch_overrides(cfg: TrainConfig) -> dict:
-    """The model-config fields (of `diffusion`) that the joint flags given on the command line set."""
-    if cfg.stage != "joint":
-        return {}
+    """The model-config fields ("part.field") that the switch flags given on the command line set."""
     overrides = {}
+    if cfg.stage == "autoencoder" and cfg.context_hole_fill is not None:
+        overrides["autoencoder.context_hole_fill"] = cfg.context_hole_fill
+    if cfg.stage != "joint":
+        return overrides
     if cfg.shared_noise is not None:
-        overrides["shared_noise"] = cfg.shared_noise
+        overrides["diffusion.shared_noise"] = cfg.shared_noise
     if cfg.shared_timestep is not None:
-        overrides["shared_timestep"] = cfg.shared_timestep
+        overrides["diffusion.shared_timestep"] = cfg.shared_timestep
     if cfg.modality_dropout is not None:
-        overrides["dropout_probs"] = DiffusionConfig().dropout_probs if cfg.modality_dropout else (1.0, 0.0, 0.0)
+        overrides["diffusion.dropout_probs"] = (DiffusionConfig().dropout_probs if cfg.modality_dropout
+                                                else (1.0, 0.0, 0.0))
     return overrides
 
 
 def check_switches(cfg: TrainConfig, model_cfg, out) -> None:
-    """A resumed run continues its model: refuse a joint switch that differs from it (one line)."""
-    differ = [f"{name} = {tuple_or(getattr(model_cfg.diffusion, name))} (asked {tuple_or(value)})"
-              for name, value in switch_overrides(cfg).items()
-              if tuple_or(getattr(model_cfg.diffusion, name)) != tuple_or(value)]
+    """A resumed run continues its model: refuse a switch that differs from it (one line)."""
+    def current(path):
+        part, name = path.split(".")
+        return tuple_or(getattr(getattr(model_cfg, part), name))
+
+    differ = [f"{path.split('.')[1]} = {current(path)} (asked {tuple_or(value)})"
+              for path, value in switch_overrides(cfg).items() if current(path) != tuple_or(value)]
     if differ:
-        raise TrainingError(f"{out} was trained with {'; '.join(differ)}: a joint switch cannot change on --resume "
-                            "(start a new run from the stage-2 files instead)")
+        raise TrainingError(f"{out} was trained with {'; '.join(differ)}: a switch cannot change on --resume "
+                            "(start a new run from the --init files instead)")
 
 
 def tuple_or(value):

@@ -1,7 +1,7 @@
 """Every setting of a training run (`TrainConfig`): YAML keys, command-line flags and this dataclass are one list.
 
-The joint stage's switches (shared noise, shared timestep, modality dropout) are not settings of the run but of
-the model (`DiffusionConfig`): the flags here only override the model config when a run starts, and a resumed run
+The switches (the joint stage's shared noise, shared timestep and modality dropout; the autoencoder stage's context
+hole fill) are not settings of the run but of the model (`SyncVPConfig`): the flags here only override the model config when a run starts, and a resumed run
 refuses a switch that differs from the model it continues (train/initial_weights.py).
 """
 from __future__ import annotations
@@ -58,6 +58,12 @@ class TrainConfig:
     context_dropout: float = _opt(0.1, "share of clips whose decoder gets no context frame (a context decoder "
                                   "must also decode a modality that did not condition the prediction)",
                                   stages=("autoencoder",))
+    decoder_only: bool = _opt(False, "train only the decoder: the encoder, and so the latents the diffusion stages "
+                              "learnt and their statistics, stay those of the --init file (a decoder fine-tune)",
+                              stages=("autoencoder",))
+    context_hole_fill: bool | None = _opt(None, "fill the context frame's holes from the nearest valid pixels "
+                                          "(model config; default: the model's)", stages=("autoencoder",),
+                                          action=argparse.BooleanOptionalAction)
     cond_dropout: float = _opt(0.25, "probability that a sample's conditioning is zeroed (what the joint model's "
                                "modality dropout will show the branch)", stages=("diffusion",))
     # the joint switches set the model config (train/initial_weights.py); None: keep the model config's (on)
