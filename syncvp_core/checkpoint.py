@@ -115,13 +115,22 @@ def load_model(spec: str, device="cpu") -> SyncVP:
     return load_checkpoint(spec, device=device).model
 
 
+# Config names contain it too (paper-64), so an id is split at its last one: the hash has none.
+_MODEL_ID_SEPARATOR = "-"
+
+
 def model_id(model: SyncVP) -> str:
     """'<config name>-<12 hex digits of SHA-256 over every weight>': names the exact weights, e.g. in messages."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return f"{model.cfg.name}-{h.hexdigest()[:12]}"
+    return f"{model.cfg.name}{_MODEL_ID_SEPARATOR}{h.hexdigest()[:12]}"
+
+
+def model_id_config(identifier: str) -> str:
+    """The config name a `model_id` was made from (e.g. from a recorded message's model_id)."""
+    return identifier.rsplit(_MODEL_ID_SEPARATOR, 1)[0]
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

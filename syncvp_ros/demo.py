@@ -22,9 +22,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from syncvp_core.evaluation.pipeline import learned_metrics
-from syncvp_ros import bag_eval, bag_synth, bags
 from syncvp_core.arguments import POSITIVE, POSITIVE_INT, OneLineParser, number
+from syncvp_core.evaluation.pipeline import learned_metrics
+from syncvp_core.evaluation.scoring import COPY_LAST
+from syncvp_ros.bags.evaluation import PREDICTED, PredictionRecord, evaluate_predictions, read_predictions
+from syncvp_ros.bags.io import BagError, read_messages, typestore
+from syncvp_ros.bags.synth import PRESETS, SynthSpec, write_synthetic_bag
 from syncvp_ros.processes import ProcessError, play_through_node, ros_environment, share_file
 
 PROG = "python -m syncvp_ros.demo"
@@ -43,12 +46,12 @@ def quantiles(values) -> dict:
             "p95": float(np.percentile(v, 95)), "max": float(v.max())}
 
 
-def latency(recording: Path, records: list[bag_eval.PredictionRecord]) -> dict:
+def latency(recording: Path, records: list[PredictionRecord]) -> dict:
     """Node-reported inference time and age at publish (/diagnostics, sampled once per period, deduplicated),
     and each prediction's age when the recorder received it (sim time: receipt minus the observation stamp)."""
-    store = bags.typestore()
+    store = typestore()
     samples = {name: [] for name in LATENCY_KEYS.values()}
-    for m in bags.read_messages(recording, [DIAGNOSTICS]):
+    for m in read_messages(recording, [DIAGNOSTICS]):
         for status in store.deserialize_cdr(m.rawdata, m.msgtype).status:
             for kv in status.values:
                 if kv.key in LATENCY_KEYS and kv.value != "none":
@@ -64,12 +67,12 @@ def metric_rows(summary: dict) -> list[tuple[str, str, str, float | None, float 
     rows = []
     results = summary["results"]
     for modality in summary["modalities"]:
-        for metric, values in results[bag_eval.PREDICTED][modality].items():
+        for metric, values in results[PREDICTED][modality].items():
             if metric == "fvd":
                 continue
             arrow = "↑" if metric in summary["higher_is_better"] else "↓"
             rows.append((modality, metric, arrow, values["mean"],
-                         results[bag_eval.COPY_LAST][modality].get(metric, {}).get("mean")))
+                         results[COPY_LAST][modality].get(metric, {}).get("mean")))
     return rows
 
 
@@ -142,8 +145,8 @@ def run(args) -> dict:
         raise ValueError(f"{out} exists and is not empty: choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
     params_file = Path(args.params_file) if args.params_file else share_file("config", "predictor.yaml")
-    topics = bag_synth.PRESETS["generic"]
-    spec = bag_synth.SynthSpec(frames=args.frames, rate=args.rate_hz, size=args.size, seed=args.seed)
+    topics = PRESETS["generic"]
+    spec = SynthSpec(frames=args.frames, rate=args.rate_hz, size=args.size, seed=args.seed)
     duration = (args.frames - 1) / args.rate_hz
     dropout = (round(DROPOUT[0] * duration, 3), round(DROPOUT[1] * duration, 3))
     dds_profile = share_file(*DDS_PROFILE) if args.dds_profile is None else (args.dds_profile or None)
@@ -151,7 +154,7 @@ def run(args) -> dict:
                           dds_profile)
     with tqdm(total=3, desc="demo", unit="stage", disable=args.quiet) as stages:
         stages.set_postfix_str("synthetic drive")
-        bag_synth.write_synthetic_bag(out / "drive", spec, topics)
+        write_synthetic_bag(out / "drive", spec, topics)
         stages.update()
         stages.set_postfix_str("node + player + recorder")
         pipeline = play_through_node(
@@ -164,11 +167,11 @@ def run(args) -> dict:
         stages.update()
         stages.set_postfix_str("evaluation")
         metrics = learned_metrics(sorted({*args.skip, "fvd"}), "cpu")  # LPIPS when its weights are installed
-        evaluation = bag_eval.evaluate_predictions(
+        evaluation = evaluate_predictions(
             out / "drive", pipeline.recording, {"rgb": topics.rgb, "depth": topics.depth}, PREDICTIONS, out / "eval",
             lpips=metrics.lpips, skipped={k: v for k, v in metrics.skipped.items() if k != "fvd"}, shade=[dropout])
         stages.update()
-    records = [r for r, _ in bag_eval.read_predictions(pipeline.recording, PREDICTIONS)]
+    records = [r for r, _ in read_predictions(pipeline.recording, PREDICTIONS)]
     device = re.search(r"model \S+ on (\S+) ", (out / "logs" / "node.log").read_text())
     report = {
         "settings": {"frames": args.frames, "rate_hz": args.rate_hz, "size": args.size, "seed": args.seed,
@@ -205,7 +208,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         report = run(args)
-    except (ProcessError, bags.BagError, ValueError, OSError) as err:
+    except (ProcessError, BagError, ValueError, OSError) as err:
         print(f"{PROG}: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2) if args.json else f"{summary_table(report)}\nreport: {report['report']}")

@@ -149,7 +149,7 @@ def predictor_command(params_file: str | os.PathLike, parameters: dict | None = 
 
 
 def bag_command(*args: str) -> list[str]:
-    return [*_console_script("syncvp-bag", "syncvp_ros.bag_cli"), *map(str, args)]
+    return [*_console_script("syncvp-bag", "syncvp_ros.bags.cli"), *map(str, args)]
 
 
 @dataclass(frozen=True)

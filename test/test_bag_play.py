@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from syncvp_ros import bags
-from syncvp_ros.bag_eval import read_predictions
+from syncvp_ros.bags import io
+from syncvp_ros.bags.evaluation import read_predictions
 from syncvp_ros.processes import ChildProcess, bag_command, play_through_node
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def test_play_clock_drop_and_loop_drive_the_node(tmp_path, ros_env, drive):
     assert "2 pass(es)" in run.player_output and f"withheld: {TOPICS['depth']} {withheld}" in run.player_output
     recorded = run.recording
 
-    start = bags.bag_info(drive).start_ns
+    start = io.bag_info(drive).start_ns
     records = [r for r, _ in read_predictions(recorded, PREDICTIONS)]
     assert len(records) >= 4, f"only {len(records)} predictions"
     first, *later = passes(records)
@@ -77,8 +77,8 @@ def test_play_clock_drop_and_loop_drive_the_node(tmp_path, ros_env, drive):
         assert len(r.targets) == 8 and r.size == 64
 
     # /diagnostics saw the jump too
-    store = bags.typestore()
-    jumps = [int(kv.value) for m in bags.read_messages(recorded, ["/diagnostics"])
+    store = io.typestore()
+    jumps = [int(kv.value) for m in io.read_messages(recorded, ["/diagnostics"])
              for status in store.deserialize_cdr(m.rawdata, m.msgtype).status
              for kv in status.values if kv.key == "clock jumps"]
     assert jumps and max(jumps) >= 1

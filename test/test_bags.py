@@ -1,4 +1,4 @@
-"""syncvp-bag synth / info / record and the rclpy-free bag helpers (bags.py).
+"""syncvp-bag synth / info / record and the rclpy-free bag helpers (bags.io, bags.schedule).
 
 Bags are checked with rosbags' own Reader and the metadata.yaml text, not with our reader, and the pixels with
 an independent np.frombuffer decode against syncvp_core's generator.
@@ -18,7 +18,8 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
 from syncvp_core.data.synthetic.sequence import generate_sequence
-from syncvp_ros import bag_cli, bags
+from syncvp_ros.bags import cli, io
+from syncvp_ros.bags.schedule import DropWindow, Schedule, parse_drop, parse_remap
 from syncvp_ros.processes import ChildProcess
 
 BIN = Path(sys.executable).parent
@@ -27,7 +28,7 @@ JAZZY = get_typestore(Stores.ROS2_JAZZY)
 
 def synth(tmp_path, *args, name="drive"):
     out = tmp_path / name
-    assert bag_cli.main(["synth", str(out), "--quiet", *args]) == 0
+    assert cli.main(["synth", str(out), "--quiet", *args]) == 0
     return out
 
 
@@ -121,7 +122,7 @@ def test_synth_overrides_and_16uc1(tmp_path):
 def test_info_json_matches_bag(tmp_path, capsys):
     out = synth(tmp_path, "--frames", "3", "--size", "8", "--rate", "4")
     capsys.readouterr()
-    assert bag_cli.main(["info", str(out), "--json"]) == 0
+    assert cli.main(["info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["messages"] == 15 and math.isclose(info["duration_s"], 0.5)
     assert info["topics"]["/camera/depth/image_raw"]["qos"][0]["reliability"] == "reliable"
@@ -136,7 +137,7 @@ def test_damaged_bag_is_one_line_naming_it(tmp_path, capsys, damage):
     else:
         out = tmp_path / "nope"
     capsys.readouterr()
-    assert bag_cli.main(["info", str(out)]) == 1
+    assert cli.main(["info", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(out) in err[0] and "Traceback" not in err[0]
 
@@ -153,7 +154,7 @@ def test_damaged_bag_is_one_line_naming_it(tmp_path, capsys, damage):
 def test_bad_arguments_exit_with_one_line(tmp_path, monkeypatch, capsys, argv, fix):
     monkeypatch.chdir(tmp_path)
     try:
-        code = bag_cli.main(argv)
+        code = cli.main(argv)
     except SystemExit as exit:  # argparse's own checks
         code = exit.code
     assert code != 0
@@ -164,27 +165,27 @@ def test_bad_arguments_exit_with_one_line(tmp_path, monkeypatch, capsys, argv, f
 def test_existing_output_is_refused(tmp_path, capsys):
     out = synth(tmp_path, "--frames", "1", "--size", "8")
     before = sorted(p.name for p in out.iterdir())
-    assert bag_cli.main(["synth", str(out), "--quiet"]) == 1
+    assert cli.main(["synth", str(out), "--quiet"]) == 1
     assert "exists already" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == before
 
 
 def test_parse_remap_and_drop():
-    assert bags.parse_remap("/a/b:=/c") == ("/a/b", "/c")
-    drop = bags.parse_drop("/cam/depth@1.5:inf")
-    assert drop == bags.DropWindow("/cam/depth", 1.5, math.inf)
+    assert parse_remap("/a/b:=/c") == ("/a/b", "/c")
+    drop = parse_drop("/cam/depth@1.5:inf")
+    assert drop == DropWindow("/cam/depth", 1.5, math.inf)
     assert drop.covers("/cam/depth", 1.5) and drop.covers("/cam/depth", 1e6)
     assert not drop.covers("/cam/depth", 1.4999) and not drop.covers("/cam/rgb", 2.0)
-    assert not bags.parse_drop("/d@0:1").covers("/d", 1.0)  # END is excluded
+    assert not parse_drop("/d@0:1").covers("/d", 1.0)  # END is excluded
     for bad in ("/d@1", "/d@a:b", "d@0:1", "/d@-1:2", "/d@2:2"):
         with pytest.raises(ValueError):
-            bags.parse_drop(bad)
+            parse_drop(bad)
 
 
 @given(start=st.integers(0, 10**12), span=st.integers(1, 10**11), rate=st.floats(0.1, 10.0),
        pass_index=st.integers(0, 5), fraction=st.floats(0.0, 1.0))
 def test_schedule_clock_matches_message_times(start, span, rate, pass_index, fraction):
-    schedule = bags.Schedule(start, start + span, rate)
+    schedule = Schedule(start, start + span, rate)
     t = start + round(fraction * span)
     due = schedule.wall_offset(pass_index, t)
     assert math.isclose(due - pass_index * schedule.pass_seconds, (t - start) / 1e9 / rate, abs_tol=1e-9)
@@ -193,8 +194,8 @@ def test_schedule_clock_matches_message_times(start, span, rate, pass_index, fra
 
 
 def test_prediction_type_is_registered():
-    store = bags.typestore()
-    fields = dict(store.fielddefs[bags.PREDICTION_TYPE][1])
+    store = io.typestore()
+    fields = dict(store.fielddefs[io.PREDICTION_TYPE][1])
     assert {"header", "guidance_mode", "rgb_conditioning_stamps", "time_offsets", "rgb", "depth",
             "camera_info", "diffusion_steps", "model_id"} <= set(fields)
 
@@ -249,7 +250,7 @@ def test_record_live_topics_match_published(tmp_path, ros_env):
 
     meta = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     topics = {t["topic_metadata"]["name"]: t["topic_metadata"] for t in meta["topics_with_message_count"]}
-    assert topics["/test/prediction"]["type"] == bags.PREDICTION_TYPE
+    assert topics["/test/prediction"]["type"] == io.PREDICTION_TYPE
     for topic, meta_topic in topics.items():
         assert meta_topic["type_description_hash"] == str(hashes[topic])  # rosbags' hash == rclpy's
         assert meta_topic["offered_qos_profiles"][0]["reliability"] == "reliable"
@@ -280,7 +281,7 @@ def test_eval_offline_writes_outputs_and_copy_last_is_exact(tmp_path, capsys):
     bag = synth(tmp_path, "--frames", str(frames), "--size", str(size), "--seed", str(seed))
     out = tmp_path / "eval"
     capsys.readouterr()
-    assert bag_cli.main(["eval", str(bag), "--rgb-topic", "/camera/color/image_raw", "--depth-topic",
+    assert cli.main(["eval", str(bag), "--rgb-topic", "/camera/color/image_raw", "--depth-topic",
                          "/camera/depth/image_raw", "--out", str(out), "--checkpoint", "preset:tiny", "--horizon",
                          str(horizon), "--steps", "2", "--skip", "lpips", "fvd", "--methods", "syncvp", "copy-last",
                          "--json", "--quiet"]) == 0
@@ -299,15 +300,15 @@ def test_eval_offline_writes_outputs_and_copy_last_is_exact(tmp_path, capsys):
 
 def prediction_message(truth, stamps, index, mode, horizon, cond=2):
     """An RGBDPrediction (type-store) made at frame `index` whose frames are the true future: a perfect one."""
-    from syncvp_ros.bag_synth import camera_info_message, image_message
+    from syncvp_ros.bags.synth import camera_info_message, image_message
 
-    types = bags.typestore().types
+    types = io.typestore().types
     ns = stamps[index]
     period = stamps[1] - stamps[0]
     Time, Duration = types["builtin_interfaces/msg/Time"], types["builtin_interfaces/msg/Duration"]
     cond_stamps = [Time(sec=s // 10**9, nanosec=s % 10**9) for s in stamps[index - cond + 1:index + 1]]
     future = [min(index + k, len(truth.rgb) - 1) for k in range(1, horizon + 1)]
-    return types[bags.PREDICTION_TYPE](
+    return types[io.PREDICTION_TYPE](
         header=types["std_msgs/msg/Header"](stamp=cond_stamps[-1], frame_id="cam"), guidance_mode=mode,
         rgb_conditioning_stamps=cond_stamps, depth_conditioning_stamps=cond_stamps if mode == "rgbd" else [],
         time_offsets=[Duration(sec=0, nanosec=k * period) for k in range(1, horizon + 1)],
@@ -324,14 +325,14 @@ def test_eval_predictions_matches_stamps(tmp_path, capsys):
     stamps = [round((10.0 + i / 10.0) * 1e9) for i in range(frames)]
     made_at = [(3, "rgbd"), (5, "rgb"), (9, "rgbd")]  # the last one runs 2 frames past the bag's end
     predictions = tmp_path / "predictions"
-    with bags.BagWriter(predictions) as writer:
-        writer.add_topic("/p", bags.PREDICTION_TYPE)
+    with io.BagWriter(predictions) as writer:
+        writer.add_topic("/p", io.PREDICTION_TYPE)
         for index, mode in made_at:
             writer.write_message("/p", stamps[index] + 50_000_000,
                                  prediction_message(truth, stamps, index, mode, horizon))
     out = tmp_path / "eval"
     capsys.readouterr()
-    assert bag_cli.main(["eval", str(bag), "--rgb-topic", "/camera/color/image_raw", "--depth-topic",
+    assert cli.main(["eval", str(bag), "--rgb-topic", "/camera/color/image_raw", "--depth-topic",
                          "/camera/depth/image_raw", "--predictions", str(predictions), "--prediction-topic", "/p",
                          "--out", str(out), "--skip", "lpips", "--json", "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -359,7 +360,7 @@ def test_eval_damaged_input_is_one_line(tmp_path, capsys):
     storage = next(bag.glob("*.mcap"))
     storage.write_bytes(storage.read_bytes()[:100])
     capsys.readouterr()
-    assert bag_cli.main(["eval", str(bag), "--rgb-topic", "/camera/color/image_raw", "--depth-topic",
+    assert cli.main(["eval", str(bag), "--rgb-topic", "/camera/color/image_raw", "--depth-topic",
                          "/camera/depth/image_raw", "--out", str(tmp_path / "e"), "--checkpoint", "preset:tiny"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bag) in err[0]
@@ -371,8 +372,8 @@ def test_eval_predictions_keeps_results_before_damage(tmp_path, capsys):
     truth = generate_sequence(0, 0, frames, 64, 10.0)
     stamps = [round((10.0 + i / 10.0) * 1e9) for i in range(frames)]
     predictions = tmp_path / "predictions"
-    with bags.BagWriter(predictions, "sqlite3") as writer:
-        writer.add_topic("/p", bags.PREDICTION_TYPE)
+    with io.BagWriter(predictions, "sqlite3") as writer:
+        writer.add_topic("/p", io.PREDICTION_TYPE)
         for index in range(2, 10):
             writer.write_message("/p", stamps[index], prediction_message(truth, stamps, index, "rgbd", horizon))
     storage = next(predictions.glob("*.db3"))
@@ -382,7 +383,7 @@ def test_eval_predictions_keeps_results_before_damage(tmp_path, capsys):
     storage.write_bytes(bytes(data))
     out = tmp_path / "eval"
     capsys.readouterr()
-    assert bag_cli.main(["eval", str(bag), "--rgb-topic", "/camera/color/image_raw", "--depth-topic",
+    assert cli.main(["eval", str(bag), "--rgb-topic", "/camera/color/image_raw", "--depth-topic",
                          "/camera/depth/image_raw", "--predictions", str(predictions), "--prediction-topic", "/p",
                          "--out", str(out), "--skip", "lpips", "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -393,7 +394,7 @@ def test_eval_predictions_keeps_results_before_damage(tmp_path, capsys):
 
 
 def test_16uc1_marks_out_of_range_and_invalid_depth_as_zero():
-    from syncvp_ros.bag_synth import encode_depth
+    from syncvp_ros.bags.synth import encode_depth
 
     depth = np.array([[1.5, np.nan, np.inf, 70.0, 65.0, -1.0]], np.float32)
     assert encode_depth(depth, "16UC1").tolist() == [[1500, 0, 0, 0, 65000, 0]]
@@ -414,12 +415,12 @@ def test_a_rosbag2_folder_named_like_a_ros1_bag_reads_everywhere(tmp_path, capsy
 def test_eval_names_a_missing_prediction_topic_and_lists_the_bag_s_topics(tmp_path, capsys):
     bag = synth(tmp_path, "--frames", "3", "--size", "8")
     capsys.readouterr()
-    assert bag_cli.main(["eval", str(bag), "--rgb-topic", "/camera/color/image_raw", "--depth-topic",
+    assert cli.main(["eval", str(bag), "--rgb-topic", "/camera/color/image_raw", "--depth-topic",
                          "/camera/depth/image_raw", "--predictions", str(bag), "--out", str(tmp_path / "e"),
                          "--skip", "lpips", "--quiet"]) == 1
     (err,) = capsys.readouterr().err.strip().splitlines()
     assert "no topic /syncvp_predictor/output/prediction" in err and "/clock" in err and "carries" not in err
-    assert list(bags.read_messages(bag, ["/not/there"])) == []  # not every topic, as rosbags would give
+    assert list(io.read_messages(bag, ["/not/there"])) == []  # not every topic, as rosbags would give
 
 
 def test_record_with_sim_time_holds_messages_until_the_first_clock(tmp_path, ros_env):
@@ -462,7 +463,7 @@ def test_record_with_sim_time_holds_messages_until_the_first_clock(tmp_path, ros
 
 
 def test_recorded_too_far_depth_is_scored_at_the_model_s_far_end_and_unknown_is_left_out():
-    from syncvp_ros.bag_eval import _prediction_tensors
+    from syncvp_ros.bags.evaluation import _prediction_tensors
     from syncvp_ros.image_conversion import array_to_image
     from syncvp_ros.msg import RGBDPrediction
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from syncvp_ros import bags
-from syncvp_ros.bag_eval import read_predictions
+from syncvp_ros.bags import io
+from syncvp_ros.bags.evaluation import read_predictions
 from syncvp_ros.processes import ChildProcess, bag_command, play_through_node
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def test_carla_bag_through_the_preset(tmp_path, ros_env):
                             [PREDICTIONS], ["--clock", "--rate", "0.5"],
                             wait_for=[remaps["~/input/rgb"], remaps["~/input/depth"]])
     assert run.node_exit == 0
-    start = bags.bag_info(bag).start_ns
+    start = io.bag_info(bag).start_ns
     predictions = list(read_predictions(run.recording, PREDICTIONS))
     modes = [r.mode for r, _ in predictions]
     assert "rgbd" in modes, f"no RGB-D prediction from the CARLA-style bag: {modes}"

@@ -5,8 +5,8 @@ import safetensors.torch
 import torch
 
 from syncvp_core import checkpoint
-from syncvp_core.checkpoint import (CheckpointError, load_checkpoint, load_model, model_id, read_config,
-                                    save_checkpoint)
+from syncvp_core.checkpoint import (CheckpointError, load_checkpoint, load_model, model_id, model_id_config,
+                                    read_config, save_checkpoint)
 from syncvp_core.config import get_config
 
 
@@ -45,6 +45,11 @@ def test_model_id_follows_the_weights(tiny):
     with torch.no_grad():
         next(changed.net.parameters()).view(-1)[0] += 1e-3
     assert model_id(changed) != model_id(tiny)
+
+
+def test_model_id_config_reads_the_config_name_back(tiny):
+    assert model_id_config(model_id(tiny)) == "tiny"
+    assert model_id_config("paper-64-0123456789ab") == "paper-64"  # config names may hold the separator
 
 
 def test_config_mismatch_names_the_fields(tiny, saved):

@@ -10,7 +10,7 @@ Every kind takes `skip_bad=1` to go on past unreadable files (each logged once) 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from .clips import ClipDataset
 from .errors import DataError
@@ -98,3 +98,8 @@ def open_dataset(spec: str, clip_length: int, stride: int = 1, size: int = 64, s
         options.check_all_used()
         sequences = [rosbag_sequence(path, rgb_topic, depth_topic, slop, depth_scale, size, skip_bad)]
     return ClipDataset(sequences, clip_length, stride, size, skip_bad)
+
+
+def rosbag_spec(path, rgb_topic: str, depth_topic: str, slop: float) -> str:
+    """The `rosbag:` spec `open_dataset` reads for a recording's RGB and depth topics (slop in seconds)."""
+    return f"rosbag:{path}?" + urlencode({"rgb": rgb_topic, "depth": depth_topic, "slop": slop}, safe="/")

@@ -1,15 +1,15 @@
-"""`syncvp-bag eval`: a bag evaluated offline, or a recorded RGBDPrediction topic scored against it.
+"""`syncvp-bag eval --predictions`: a recorded RGBDPrediction topic scored against the bag that was played.
 
-Offline (`evaluate_bag`) is syncvp-eval itself on the bag's clips: syncvp_core's rosbag loader pairs RGB and
-depth by stamp and every window of the bag is predicted, scored and compared with copy-last.
+(Offline, `syncvp-bag eval` without --predictions is syncvp-eval's pipeline itself on the bag's clips, read by
+syncvp_core's rosbag loader.)
 
-Recorded predictions (`evaluate_predictions`): each prediction says when its frames are (header stamp +
+`evaluate_predictions`: each prediction says when its frames are (header stamp +
 time_offsets[k]); the input frame of each modality nearest to that time (within `slop`) is its ground truth,
 centre-cropped and resized to the prediction's size exactly as the node prepares its input
 (model_tensors.window_to_tensors). Copy-last repeats the input
 frame at the newest conditioning stamp of each modality (the prediction's own stamp for a modality it did not
 use). Metrics are syncvp-eval's (evaluation.frame_scores); the outputs are its files (metrics.json,
-per-horizon plots, sample strip and GIF) plus the guidance-mode timeline.
+per-horizon plots, sample strip and GIF) plus the guidance-mode timeline (`timeline.plot_timeline`).
 
 A damaged bag ends reading where it breaks: what was scored so far is written, then BagError is raised.
 No rclpy: messages are deserialised with the rosbags type store.
@@ -17,39 +17,27 @@ No rclpy: messages are deserialised with the rosbags type store.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import islice
 from pathlib import Path
-from urllib.parse import urlencode
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from syncvp_core.evaluation import plots
 from syncvp_core.evaluation.scoring import COPY_LAST, EvaluationResult, frame_scores
 from syncvp_core.image_msg import BadImage, depth_from_image, image_to_array, rgb_from_image
 from syncvp_core.modalities import CONDITIONING_MODES, MODALITIES
-from syncvp_ros import bags
+from syncvp_ros.bags.io import PREDICTION_TYPE, BagError, bag_info, read_messages, typestore
+from syncvp_ros.bags.timeline import plot_timeline
 from syncvp_ros.model_tensors import window_to_tensors
 from syncvp_ros.ros_time import stamp_ns
 
 PREDICTED = "syncvp"  # the node's output, named like syncvp-eval's model method
 METHODS = (PREDICTED, COPY_LAST)
-MODES = CONDITIONING_MODES
-
-
-def evaluate_bag(bag, topics: dict[str, str], slop: float, request) -> dict:
-    """The evaluation pipeline (syncvp-eval's) on the bag's windows (as many as `request.samples`); `request` is an
-    EvalRequest whose data this fills in. Returns its metrics.json."""
-    from syncvp_core.evaluation import pipeline
-
-    spec = f"rosbag:{bag}?" + urlencode({"rgb": topics["rgb"], "depth": topics["depth"], "slop": slop}, safe="/")
-    return pipeline.run(dataclasses.replace(request, data=spec))
 
 
 def nearest(stamps: list[int], target: int, slop_ns: int) -> int | None:
@@ -91,13 +79,13 @@ def _record(msg, received_ns: int) -> PredictionRecord:
 
 
 def read_predictions(path, topic: str) -> Iterator[tuple[PredictionRecord, object]]:
-    topics = bags.bag_info(path).topics
+    topics = bag_info(path).topics
     if topic not in topics:
         raise ValueError(f"{path}: no topic {topic}; its topics are: {', '.join(sorted(topics)) or 'none'}")
-    store = bags.typestore()
-    for m in bags.read_messages(path, [topic]):
-        if m.msgtype != bags.PREDICTION_TYPE:
-            raise ValueError(f"{path}: {topic} carries {m.msgtype}, not {bags.PREDICTION_TYPE}")
+    store = typestore()
+    for m in read_messages(path, [topic]):
+        if m.msgtype != PREDICTION_TYPE:
+            raise ValueError(f"{path}: {topic} carries {m.msgtype}, not {PREDICTION_TYPE}")
         msg = store.deserialize_cdr(m.rawdata, m.msgtype)
         yield _record(msg, m.timestamp), msg
 
@@ -132,14 +120,14 @@ class InputFrames:
 
 def load_input_frames(path, topics: dict[str, str], wanted: list[int], slop_ns: int, size: int) -> InputFrames:
     """Decodes only the frames within `slop_ns` of a wanted stamp (sorted), so a long recording stays cheap."""
-    store = bags.typestore()
-    info = bags.bag_info(path)
+    store = typestore()
+    info = bag_info(path)
     out = InputFrames(start_ns=info.start_ns)
     by_topic = {topic: modality for modality, topic in topics.items()}
     missing = sorted(set(topics.values()) - set(info.topics))
     if missing:
         raise ValueError(f"{path}: no topic {', '.join(missing)} (see syncvp-bag info)")
-    for m in bags.read_messages(path, list(by_topic)):
+    for m in read_messages(path, list(by_topic)):
         msg = store.deserialize_cdr(m.rawdata, m.msgtype)
         stamp = stamp_ns(msg.header.stamp)
         if nearest(wanted, stamp, slop_ns) is None:
@@ -204,39 +192,11 @@ def _score(index: int, record: PredictionRecord, predicted: dict[str, torch.Tens
     return sample if all(len(v) == 2 for v in sample.values()) else None
 
 
-def plot_timeline(records: list[PredictionRecord], start_ns: int, path: Path,
-                  shade: list[tuple[float, float]] = ()) -> Path:
-    """Guidance mode of each prediction against its stamp (seconds from the input bag's start), in recording
-    order: a stamp going backwards starts a new loop pass (drawn slightly higher); `shade` marks e.g. a dropout.
-    With looped playback, record with wall time: sim-time log times repeat per pass and mix the passes."""
-    fig = Figure(figsize=(8, 2.6), layout="constrained")
-    ax = fig.subplots()
-    for lo, hi in shade:
-        ax.axvspan(lo, hi, color="tab:red", alpha=0.15, label="dropout" if lo == shade[0][0] else None)
-    passes, previous = [[]], None
-    for r in records:
-        if previous is not None and r.stamp_ns < previous:
-            passes.append([])
-        passes[-1].append(r)
-        previous = r.stamp_ns
-    for i, group in enumerate(passes):
-        x = [(r.stamp_ns - start_ns) / 1e9 for r in group]
-        y = [MODES.index(r.mode) + 0.12 * i if r.mode in MODES else -1 for r in group]
-        ax.plot(x, y, marker="o", linestyle="-" if len(passes) == 1 else ":", label=f"pass {i + 1}")
-    ax.set_yticks(range(len(MODES)), [f"{m} guidance" for m in MODES])
-    ax.set_ylim(-0.5, len(MODES) - 0.3)
-    ax.set_xlabel("prediction stamp (s from bag start)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="upper right")
-    fig.savefig(path, dpi=100)
-    return Path(path)
-
-
 def _by_mode(records: list[PredictionRecord], result: EvaluationResult) -> dict:
     """Mean of every metric of the node's predictions, split by the guidance mode each one used."""
     modes = np.array([r.mode for r in records])
     out = {}
-    for mode in MODES:
+    for mode in CONDITIONING_MODES:
         rows = modes == mode
         if not rows.any():
             continue
@@ -251,14 +211,14 @@ def _by_mode(records: list[PredictionRecord], result: EvaluationResult) -> dict:
 
 def depth_range(checkpoint: str | None, model_ids: set[str]) -> tuple[float, float]:
     """[near, far] of the model that made the predictions (its depth rendering for the image metrics): the
-    checkpoint's config, else the preset named in the messages' model_id (`<config>-<weights hash>`)."""
+    checkpoint's config, else the preset named in the messages' model_id."""
+    from syncvp_core.checkpoint import load_model, model_id_config
     from syncvp_core.config import PRESETS, get_config
 
     if checkpoint:
-        from syncvp_core.checkpoint import load_model
         cfg = load_model(checkpoint).cfg
     else:
-        names = {m.rsplit("-", 1)[0] for m in model_ids}
+        names = {model_id_config(m) for m in model_ids}
         if len(names) != 1 or not names <= set(PRESETS):
             raise ValueError(f"predictions come from model(s) {', '.join(sorted(model_ids))}: pass --checkpoint "
                              f"to say which depth range they use")
@@ -275,10 +235,10 @@ def evaluate_predictions(input_bag, predictions_bag, topics: dict[str, str], pre
     try:
         for record, _ in read_predictions(predictions_bag, prediction_topic):
             records.append(record)
-    except bags.BagError as err:
+    except BagError as err:
         errors.append(str(err))
     if not records:
-        raise (bags.BagError(errors[0]) if errors else
+        raise (BagError(errors[0]) if errors else
                ValueError(f"{predictions_bag}: no messages on {prediction_topic} (see syncvp-bag info)"))
     near, far = depth_range(checkpoint, {r.model_id for r in records})
     size = records[0].size
@@ -286,8 +246,8 @@ def evaluate_predictions(input_bag, predictions_bag, topics: dict[str, str], pre
     wanted = sorted({s for r in records for s in (*r.targets, *r.rgb_cond, *r.depth_cond, r.stamp_ns)})
     try:
         frames = load_input_frames(input_bag, topics, wanted, slop_ns, size)
-    except bags.BagError as err:
-        raise bags.BagError(f"{err} (no prediction scored)") from None
+    except BagError as err:
+        raise BagError(f"{err} (no prediction scored)") from None
     scores, sample = _Scores(len(records), horizon), None
     # islice: never touch the damaged tail where the first pass stopped
     for index, (record, msg) in enumerate(islice(read_predictions(predictions_bag, prediction_topic), len(records))):
@@ -307,7 +267,7 @@ def evaluate_predictions(input_bag, predictions_bag, topics: dict[str, str], pre
         "input_bag": str(input_bag), "predictions_bag": str(predictions_bag), "prediction_topic": prediction_topic,
         "topics": topics, "slop_s": slop, "depth_near": near, "depth_far": far,
         "model_ids": sorted({r.model_id for r in records}),
-        "guidance_modes": {m: sum(r.mode == m for r in records) for m in MODES},
+        "guidance_modes": {m: sum(r.mode == m for r in records) for m in CONDITIONING_MODES},
         "by_guidance_mode": _by_mode(records, result),
         "timeline": [{"stamp_s": (r.stamp_ns - frames.start_ns) / 1e9, "mode": r.mode} for r in records],
         "complete": not errors, "errors": errors})
@@ -319,5 +279,5 @@ def evaluate_predictions(input_bag, predictions_bag, topics: dict[str, str], pre
     summary["files"] = ["metrics.json", *files]
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     if errors:
-        raise bags.BagError(f"{errors[0]} (scored the {len(records)} predictions before it; outputs in {out})")
+        raise BagError(f"{errors[0]} (scored the {len(records)} predictions before it; outputs in {out})")
     return summary

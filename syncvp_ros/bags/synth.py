@@ -15,7 +15,7 @@ import numpy as np
 
 from syncvp_core.data.synthetic.sequence import generate_sequence
 from syncvp_core.image_msg import DEPTH_ENCODINGS, RGB_ENCODINGS
-from syncvp_ros import bags
+from syncvp_ros.bags.io import BagWriter, qos, typestore
 from syncvp_ros.image_conversion import array_to_image
 from syncvp_ros.ros_time import split_ns
 
@@ -60,8 +60,8 @@ PRESETS = {
                           rgb_encoding="bgra8"),
 }
 
-SENSOR_QOS = bags.qos(reliable=True, depth=10)  # camera drivers and the CARLA bridge: reliable, depth 10
-CLOCK_QOS = bags.qos(reliable=False, depth=1)  # rclcpp's ClockQoS
+SENSOR_QOS = qos(reliable=True, depth=10)  # camera drivers and the CARLA bridge: reliable, depth 10
+CLOCK_QOS = qos(reliable=False, depth=1)  # rclcpp's ClockQoS
 
 
 def preset(name: str, **overrides) -> CameraTopics:
@@ -96,17 +96,17 @@ def encode_depth(depth: np.ndarray, encoding: str) -> np.ndarray:
 
 def _stamp(ns: int):
     sec, nanosec = split_ns(ns)
-    return bags.typestore().types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
+    return typestore().types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
 
 
 def _header(ns: int, frame_id: str):
-    return bags.typestore().types["std_msgs/msg/Header"](stamp=_stamp(ns), frame_id=frame_id)
+    return typestore().types["std_msgs/msg/Header"](stamp=_stamp(ns), frame_id=frame_id)
 
 
 def image_message(pixels: np.ndarray, encoding: str, ns: int, frame_id: str):
     """A type-store Image, laid out by image_conversion.array_to_image (the node's own converter)."""
     ros_image = array_to_image(pixels, encoding)
-    return bags.typestore().types["sensor_msgs/msg/Image"](
+    return typestore().types["sensor_msgs/msg/Image"](
         header=_header(ns, frame_id), height=ros_image.height, width=ros_image.width, encoding=encoding,
         is_bigendian=int(ros_image.is_bigendian), step=ros_image.step,
         data=np.frombuffer(bytes(ros_image.data), np.uint8))
@@ -114,7 +114,7 @@ def image_message(pixels: np.ndarray, encoding: str, ns: int, frame_id: str):
 
 def camera_info_message(k: np.ndarray, size: int, ns: int, frame_id: str):
     """An ideal pinhole (no distortion), as the CARLA bridge publishes."""
-    types = bags.typestore().types
+    types = typestore().types
     p = np.zeros((3, 4))
     p[:, :3] = k
     return types["sensor_msgs/msg/CameraInfo"](
@@ -143,8 +143,8 @@ class SynthSpec:
 def write_synthetic_bag(path, spec: SynthSpec, topics: CameraTopics, storage: str = "mcap",
                         progress: Callable[[int], None] | None = None) -> dict[str, int]:
     """Renders the drive, then writes it frame by frame (calling `progress(1)` per frame); messages per topic."""
-    clock_type = bags.typestore().types["rosgraph_msgs/msg/Clock"]
-    with bags.BagWriter(path, storage) as bag:
+    clock_type = typestore().types["rosgraph_msgs/msg/Clock"]
+    with BagWriter(path, storage) as bag:
         drive = generate_sequence(spec.seed, 0, spec.frames, spec.size, spec.rate)
         k = drive.scene.intrinsics
         bag.add_topic(topics.clock, "rosgraph_msgs/msg/Clock", [CLOCK_QOS])

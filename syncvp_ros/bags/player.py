@@ -2,8 +2,8 @@
 
 Like `ros2 bag play`: each topic is re-offered with its recorded QoS, `--clock` publishes /clock (sim time)
 from the playback position instead of the bag's own /clock, and a loop restarts the bag time, so the clock
-jumps back at every pass. Timing, loops, dropout windows and remaps are the rclpy-free `bags.Schedule`,
-`bags.DropWindow` and `bags.parse_remap`.
+jumps back at every pass. Timing, loops, dropout windows and remaps are the rclpy-free
+`bags.schedule`.
 """
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+from rosbags.interfaces import Qos, QosHistory
 from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
 
-from syncvp_ros import bags
+from syncvp_ros.bags.io import BagInfo, bag_info, qos, read_messages
+from syncvp_ros.bags.schedule import DropWindow, Schedule
 from syncvp_ros.ros_time import ns_to_time
 
 CLOCK_TOPIC = "/clock"
@@ -40,14 +42,14 @@ def message_class(msgtype: str):
         raise ValueError(f"message type {msgtype} is not installed for rclpy") from None
 
 
-def qos_profile(offered: Sequence[bags.Qos]) -> QoSProfile:
+def qos_profile(offered: Sequence[Qos]) -> QoSProfile:
     """The first recorded profile (as `ros2 bag play` re-offers it); reliable, depth 10 when none was recorded.
 
     Reliability and durability decide matching; history and depth of a remote endpoint are reported as
     unknown / 0 (so recorded), and then become keep-last 10.
     """
-    q = offered[0] if offered else bags.qos()
-    known = q.history in (bags.QosHistory.KEEP_LAST, bags.QosHistory.KEEP_ALL) and q.depth > 0
+    q = offered[0] if offered else qos()
+    known = q.history in (QosHistory.KEEP_LAST, QosHistory.KEEP_ALL) and q.depth > 0
     return QoSProfile(history=HistoryPolicy[q.history.name] if known else HistoryPolicy.KEEP_LAST,
                       depth=q.depth if known else 10,
                       reliability=ReliabilityPolicy[q.reliability.name],
@@ -69,7 +71,7 @@ class PlayOptions:
     clock_hz: float = 0.0  # 0: no /clock from the player
     delay: float = 0.0  # seconds before the first message, for subscribers to match
     remaps: dict[str, str] = field(default_factory=dict)
-    drops: list[bags.DropWindow] = field(default_factory=list)
+    drops: list[DropWindow] = field(default_factory=list)
     max_passes: int = 0  # with loop: stop after this many passes (0: until signalled)
     wait_for: list[str] = field(default_factory=list)  # bag topics that need a subscriber before playing
     wait_timeout: float = 30.0
@@ -85,9 +87,9 @@ class PlayResult:
 
 
 class BagPlayer:
-    def __init__(self, node: Node, info: bags.BagInfo, options: PlayOptions, stop: threading.Event):
+    def __init__(self, node: Node, info: BagInfo, options: PlayOptions, stop: threading.Event):
         self.node, self.info, self.options, self.stop = node, info, options, stop
-        self.schedule = bags.Schedule(info.start_ns, info.end_ns, options.rate)
+        self.schedule = Schedule(info.start_ns, info.end_ns, options.rate)
         self.clock_pub = node.create_publisher(Clock, CLOCK_TOPIC, CLOCK_QOS) if options.clock_hz > 0 else None
         self.publishers = {
             topic.name: node.create_publisher(message_class(topic.msgtype), options.remaps.get(topic.name, topic.name),
@@ -141,7 +143,7 @@ class BagPlayer:
         return result
 
     def _play_pass(self, pass_index: int, start: float, result: PlayResult, progress: bool) -> None:
-        with closing(bags.read_messages(self.info.path)) as messages, \
+        with closing(read_messages(self.info.path)) as messages, \
                 tqdm(total=self.info.message_count, unit="msg", desc=f"pass {pass_index + 1}",
                      disable=not progress, leave=False) as bar:
             for msg in messages:
@@ -161,7 +163,7 @@ class BagPlayer:
 
 def play_bag(path: str, options: PlayOptions, progress: bool = True) -> PlayResult:
     """Opens the bag, starts rclpy, plays; SIGINT / SIGTERM end it between two messages."""
-    info = bags.bag_info(path)
+    info = bag_info(path)
     stop = stop_on_signals()
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = Node("syncvp_bag_player")

@@ -13,22 +13,20 @@ from syncvp_core.arguments import COUNT, NON_NEGATIVE, POSITIVE, POSITIVE_INT, O
 PROG = "syncvp-bag"
 
 
-
-
 def _emit(args, summary: dict, human: str) -> None:
     print(json.dumps(summary, indent=2) if args.json else human)
 
 
 def cmd_synth(args) -> int:
-    from syncvp_ros import bag_synth
+    from syncvp_ros.bags import synth
 
-    topics = bag_synth.preset(args.preset, rgb=args.rgb_topic, depth=args.depth_topic,
+    topics = synth.preset(args.preset, rgb=args.rgb_topic, depth=args.depth_topic,
                               rgb_info=args.rgb_info_topic, depth_info=args.depth_info_topic,
                               rgb_encoding=args.rgb_encoding, depth_encoding=args.depth_encoding,
                               rgb_frame=args.rgb_frame_id, depth_frame=args.depth_frame_id)
-    spec = bag_synth.SynthSpec(frames=args.frames, rate=args.rate, size=args.size, seed=args.seed, start=args.start)
+    spec = synth.SynthSpec(frames=args.frames, rate=args.rate, size=args.size, seed=args.seed, start=args.start)
     with tqdm(total=spec.frames, unit="frame", desc="synth", disable=args.quiet) as bar:
-        counts = bag_synth.write_synthetic_bag(args.out, spec, topics, args.storage, progress=bar.update)
+        counts = synth.write_synthetic_bag(args.out, spec, topics, args.storage, progress=bar.update)
     summary = {"bag": args.out, "storage": args.storage, "frames": spec.frames, "rate": spec.rate,
                "size": spec.size, "seed": spec.seed, "topics": counts}
     _emit(args, summary, f"wrote {args.out} ({args.storage}): {spec.frames} frames of {spec.size}x{spec.size} "
@@ -37,9 +35,9 @@ def cmd_synth(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from syncvp_ros import bags
+    from syncvp_ros.bags.io import bag_info
 
-    info = bags.bag_info(args.bag)
+    info = bag_info(args.bag)
     topics = {name: {"type": t.msgtype, "count": t.count,
                      "qos": [{"reliability": q.reliability.name.lower(), "durability": q.durability.name.lower(),
                               "history": q.history.name.lower(), "depth": q.depth} for q in t.qos]}
@@ -56,12 +54,12 @@ def cmd_info(args) -> int:
 
 
 def cmd_play(args) -> int:
-    from syncvp_ros import bags
-    from syncvp_ros.bag_player import PlayOptions, play_bag
+    from syncvp_ros.bags.player import PlayOptions, play_bag
+    from syncvp_ros.bags.schedule import parse_drop, parse_remap
 
     options = PlayOptions(rate=args.rate, loop=args.loop or args.loops > 0, clock_hz=args.clock, delay=args.delay,
-                          remaps=dict(bags.parse_remap(r) for r in args.remap),
-                          drops=[bags.parse_drop(d) for d in args.drop], max_passes=args.loops,
+                          remaps=dict(parse_remap(r) for r in args.remap),
+                          drops=[parse_drop(d) for d in args.drop], max_passes=args.loops,
                           wait_for=args.wait_for, wait_timeout=args.wait_timeout)
     result = play_bag(args.bag, options, progress=not args.quiet)
     summary = {"bag": args.bag, "passes": result.passes, "published": dict(result.published),
@@ -75,7 +73,7 @@ def cmd_play(args) -> int:
 
 
 def cmd_record(args) -> int:
-    from syncvp_ros.bag_recorder import record_bag
+    from syncvp_ros.bags.recorder import record_bag
 
     for topic in args.topics:
         if not topic.startswith("/"):
@@ -92,25 +90,26 @@ def cmd_record(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from syncvp_ros import bag_eval
-
-    topics = {"rgb": args.rgb_topic, "depth": args.depth_topic}
     if args.predictions:
         from syncvp_core.evaluation.pipeline import learned_metrics
+        from syncvp_ros.bags.evaluation import evaluate_predictions
 
         metrics = learned_metrics(sorted({*args.skip, "fvd"}), "cpu")  # no FVD on recorded predictions
         with tqdm(unit="prediction", desc="eval", disable=args.quiet) as bar:
-            summary = bag_eval.evaluate_predictions(
-                args.bag, args.predictions, topics, args.prediction_topic, args.out, args.checkpoint, args.slop,
-                metrics.lpips, {k: v for k, v in metrics.skipped.items() if k != "fvd"}, progress=bar.update)
+            summary = evaluate_predictions(
+                args.bag, args.predictions, {"rgb": args.rgb_topic, "depth": args.depth_topic}, args.prediction_topic,
+                args.out, args.checkpoint, args.slop, metrics.lpips,
+                {k: v for k, v in metrics.skipped.items() if k != "fvd"}, progress=bar.update)
     else:
-        from syncvp_core.evaluation.pipeline import EvalRequest
+        from syncvp_core.data.datasets import rosbag_spec
+        from syncvp_core.evaluation.pipeline import EvalRequest, run
 
-        request = EvalRequest(checkpoint=args.checkpoint or "bundled", data="", out=Path(args.out),
-                              horizon=args.horizon, seed=args.seed, device=args.device, batch_size=args.batch_size,
-                              steps=args.steps, eta=args.eta, skip=list(args.skip or []), methods=args.methods,
-                              samples=sys.maxsize if args.samples is None else args.samples)  # default: every window
-        summary = bag_eval.evaluate_bag(args.bag, topics, args.slop, request)
+        summary = run(EvalRequest(
+            checkpoint=args.checkpoint or "bundled", data=rosbag_spec(args.bag, args.rgb_topic, args.depth_topic,
+                                                                      args.slop),
+            out=Path(args.out), horizon=args.horizon, seed=args.seed, device=args.device, batch_size=args.batch_size,
+            steps=args.steps, eta=args.eta, skip=list(args.skip or []), methods=args.methods,
+            samples=sys.maxsize if args.samples is None else args.samples))  # default: every window of the bag
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -207,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from syncvp_ros.bags import BagError
+    from syncvp_ros.bags.io import BagError
 
     try:
         return args.func(args)

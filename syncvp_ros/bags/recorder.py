@@ -1,4 +1,4 @@
-"""The rclpy side of `syncvp-bag record`: raw subscriptions written straight into a `bags.BagWriter`.
+"""The rclpy side of `syncvp-bag record`: raw subscriptions written straight into a `BagWriter`.
 
 Like `ros2 bag record`: a topic is subscribed once it appears in the graph (with the type its publishers
 announce), the subscription adapts to the publishers' QoS (reliable only when every publisher is), their
@@ -19,9 +19,10 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
-from syncvp_ros import bags
-from syncvp_ros.bag_player import message_class, stop_on_signals
+from syncvp_ros.bags.io import BagError, BagWriter
+from syncvp_ros.bags.player import message_class, stop_on_signals
 from syncvp_ros.ros_time import split_ns
 
 # Deep enough that a burst of images outlasts a slow write.
@@ -30,19 +31,19 @@ RECORD_DEPTH = 100
 HOLD_LIMIT = 200
 
 
-def _qos_time(duration) -> bags.QosTime:
+def _qos_time(duration) -> QosTime:
     sec, nsec = split_ns(duration.nanoseconds)
-    return bags.QosTime(sec=sec, nsec=nsec)
+    return QosTime(sec=sec, nsec=nsec)
 
 
-def offered_qos(profile: QoSProfile) -> bags.Qos:
+def offered_qos(profile: QoSProfile) -> Qos:
     """An rclpy endpoint's QoS as rosbag2 metadata stores it."""
-    return bags.Qos(
-        history=bags.QosHistory[profile.history.name], depth=profile.depth,
-        reliability=bags.QosReliability[profile.reliability.name],
-        durability=bags.QosDurability[profile.durability.name],
+    return Qos(
+        history=QosHistory[profile.history.name], depth=profile.depth,
+        reliability=QosReliability[profile.reliability.name],
+        durability=QosDurability[profile.durability.name],
         deadline=_qos_time(profile.deadline), lifespan=_qos_time(profile.lifespan),
-        liveliness=bags.QosLiveliness[profile.liveliness.name],
+        liveliness=QosLiveliness[profile.liveliness.name],
         liveliness_lease_duration=_qos_time(profile.liveliness_lease_duration),
         avoid_ros_namespace_conventions=profile.avoid_ros_namespace_conventions)
 
@@ -57,7 +58,7 @@ def subscription_qos(offered: Sequence[QoSProfile]) -> QoSProfile:
 
 
 class BagRecorder:
-    def __init__(self, node: Node, writer: bags.BagWriter, topics: Sequence[str],
+    def __init__(self, node: Node, writer: BagWriter, topics: Sequence[str],
                  on_message: Callable[[str], None] | None = None):
         self.node, self.writer, self.on_message = node, writer, on_message
         self.waiting = set(topics)
@@ -78,7 +79,7 @@ class BagRecorder:
             try:
                 msg_class = message_class(types[0])
                 self.writer.add_topic(name, types[0], [offered_qos(p.qos_profile) for p in publishers])
-            except (ValueError, bags.BagError) as exc:
+            except (ValueError, BagError) as exc:
                 self.skipped[name] = str(exc)
                 self.node.get_logger().warning(f"not recording {name}: {exc}")
                 continue
@@ -119,7 +120,7 @@ def record_bag(out: str, topics: Sequence[str], storage: str = "mcap", duration:
     Returns messages per topic, topics skipped (why) and topics never seen.
     """
     stop = stop_on_signals()
-    writer = bags.BagWriter(out, storage)
+    writer = BagWriter(out, storage)
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = Node("syncvp_bag_recorder", parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
     executor = SingleThreadedExecutor()
