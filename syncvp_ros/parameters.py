@@ -6,16 +6,15 @@ cannot express (choices, cross-parameter rules) and runs both at start-up and on
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from syncvp_core.config import SAMPLERS
+from syncvp_core.devices import DEVICE_NAME
 
 RELIABILITIES = ("best_effort", "reliable")
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def descriptor(spec: Spec) -> ParameterDescriptor:
 def validate(values: Mapping[str, Any]) -> list[str]:
     """Reasons the (complete) parameter set is invalid, beyond what rclpy checks from the descriptors."""
     errors = []
-    if not _DEVICE.fullmatch(str(values["device"])):
+    if not DEVICE_NAME.fullmatch(str(values["device"])):
         errors.append(f"device {values['device']!r} is not one of: auto, cpu, cuda, cuda:<index>")
     if values["sampler"] not in ("", *SAMPLERS):
         errors.append(f"sampler {values['sampler']!r} is not one of: {', '.join(SAMPLERS)} or empty")
@@ -145,17 +144,3 @@ def unknown_parameters(given: list[str], declared: set[str]) -> list[str]:
         near = difflib.get_close_matches(name, sorted(declared), n=1)
         lines.append(f"{name!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
     return lines
-
-
-def resolve_device(spec: str, cuda_available: bool, cuda_count: int) -> tuple[str, str | None]:
-    """The torch device for a `device` parameter, plus a warning to log once; ValueError for an unusable one."""
-    if not _DEVICE.fullmatch(spec):
-        raise ValueError(f"unknown device {spec!r} (expected auto, cpu, cuda or cuda:<index>)")
-    if spec == "auto":
-        return ("cuda", None) if cuda_available else ("cpu", "CUDA is not available: running on the CPU (slow)")
-    if spec.startswith("cuda"):
-        index = int(spec.partition(":")[2] or 0)
-        if not cuda_available or index >= cuda_count:
-            raise ValueError(f"device {spec!r} requested but only {cuda_count if cuda_available else 0} CUDA "
-                             "device(s) are available")
-    return spec, None

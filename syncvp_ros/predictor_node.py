@@ -23,6 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from syncvp_core.checkpoint import CheckpointError, load_model, model_id
+from syncvp_core.devices import resolve_device
 from syncvp_core.image_msg import BadImage, depth_from_image, quoted, rgb_from_image
 from syncvp_core.rollout import PredictionCancelled, RolloutPredictor
 from syncvp_ros.depth_rep118 import conditioning_depth, prediction_depth
@@ -32,7 +33,7 @@ from syncvp_ros.image_conversion import array_to_image
 from syncvp_ros.model_tensors import check_usable_size, rgb_to_uint8, window_to_tensors
 from syncvp_ros.mosaic import mosaic
 from syncvp_ros.msg import RGBDPrediction
-from syncvp_ros.parameters import SPECS, PredictorParams, descriptor, resolve_device, unknown_parameters, validate
+from syncvp_ros.parameters import SPECS, PredictorParams, descriptor, unknown_parameters, validate
 from syncvp_ros.point_cloud import cloud_step_index, point_cloud
 from syncvp_ros.prediction_message import prediction_message, scale_camera_info
 from syncvp_ros.ros_time import ns_to_time, stamp_ns
@@ -100,15 +101,14 @@ class PredictorNode(Node):
 
     def _load_model(self, p: PredictorParams) -> None:
         try:
-            device, warning = resolve_device(p.device, torch.cuda.is_available(), torch.cuda.device_count())
+            device = resolve_device(p.device, warn=self.get_logger().warning)
             self.model = load_model(p.checkpoint, device)
         except (ValueError, CheckpointError) as e:
             raise StartupError(str(e)) from None
-        if warning:
-            self.get_logger().warning(warning)
         if p.cpu_threads > 0:
             torch.set_num_threads(p.cpu_threads)
-        self.device, self.model_id, self.resolution = device, model_id(self.model), self.model.cfg.resolution
+        # a string: diagnostics report it as the hardware id
+        self.device, self.model_id, self.resolution = str(device), model_id(self.model), self.model.cfg.resolution
 
     # ---- parameters ------------------------------------------------------------------------------------------
     def _warn_unknown_parameters(self) -> None:

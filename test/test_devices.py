@@ -13,7 +13,7 @@ def test_auto_prefers_cuda_and_warns_once_when_it_falls_back_to_the_cpu():
 
 
 def test_explicit_devices_are_checked_against_the_machine():
-    assert resolve_device("cpu", cuda_count=0) == torch.device("cpu")
+    assert resolve_device("cpu", cuda_count=0) == resolve_device("cpu", cuda_count=1) == torch.device("cpu")
     assert resolve_device("cuda", cuda_count=1) == torch.device("cuda")
     assert resolve_device("cuda:1", cuda_count=2) == torch.device("cuda", 1)
     for name, count, needle in (("cuda", 0, "0 CUDA device"), ("cuda:2", 2, "2 CUDA device"),

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from syncvp_ros.parameters import (DEFAULTS, SPECS, PredictorParams, descriptor, resolve_device,
-                                     unknown_parameters, validate)
+from syncvp_ros.parameters import DEFAULTS, SPECS, PredictorParams, descriptor, unknown_parameters, validate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "predictor.yaml"
@@ -61,16 +60,6 @@ def test_unknown_parameter_names_come_with_the_nearest_declared_one():
     declared = set(DEFAULTS) | {"use_sim_time"}
     assert unknown_parameters(["horizn", "horizon", "zzz_not_a_thing", "use_sim_time"], declared) == [
         "'horizn' (did you mean 'horizon'?)", "'zzz_not_a_thing'"]
-
-
-def test_resolve_device():
-    assert resolve_device("auto", False, 0) == ("cpu", "CUDA is not available: running on the CPU (slow)")
-    assert resolve_device("auto", True, 1) == ("cuda", None)
-    assert resolve_device("cpu", True, 1) == ("cpu", None)
-    assert resolve_device("cuda:1", True, 2) == ("cuda:1", None)
-    for spec, avail, count in (("cuda", False, 0), ("cuda:2", True, 2), ("gpu", True, 1)):
-        with pytest.raises(ValueError):
-            resolve_device(spec, avail, count)
 
 
 def test_config_file_names_only_known_parameters_with_valid_values_of_the_right_type():
