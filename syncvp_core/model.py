@@ -129,12 +129,16 @@ class SyncVP(nn.Module):
         x, valid = depth_to_model(video, self.cfg.depth_near, self.cfg.depth_far, self.cfg.depth_mapping)
         return x.unsqueeze(1), valid.unsqueeze(1)
 
+    def encode_raw(self, modality: str, video: Tensor) -> Tensor:
+        """A clip of `modality` (as for `model_space`) -> its B×c×L latent as the encoder gives it (the latent
+        statistics are measured on these)."""
+        x, _ = self.model_space(modality, video)
+        return self.autoencoder_for(modality, x.shape[2]).encode(x)
+
     def encode(self, modality: str, video: Tensor) -> Tensor:
         """A clip of `modality` (as for `model_space`) -> its standardised B×c×L latent."""
-        x, _ = self.model_space(modality, video)
-        frames = x.shape[2]
-        raw = self.autoencoder_for(modality, frames).encode(x)
-        return self.latent_stats[self.stats_key(modality, frames)].standardise(raw)
+        frames = video.shape[1]
+        return self.latent_stats[self.stats_key(modality, frames)].standardise(self.encode_raw(modality, video))
 
     def decode(self, modality: str, latent: Tensor, frames: int, context: Tensor | None = None) -> Tensor:
         """A standardised latent -> model-space B×C×T×H×W. `context` is the frame before the clip (B×3×H×W in

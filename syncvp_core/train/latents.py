@@ -33,15 +33,12 @@ def encode_dataset(model: SyncVP, dataset: Dataset, modalities, batch_size: int 
     """'<modality>.cond' / '<modality>.target' -> N×c×L latents of every clip of `dataset`."""
     device = next(model.parameters()).device
     parts: dict[str, list] = {}
+    encode = model.encode if standardised else model.encode_raw
     for batch in tqdm(DataLoader(dataset, batch_size), desc=desc, unit="batch", leave=False):
         for modality in modalities:
             video = batch[modality].to(device)
             for window, frames in _windows(model).items():
-                x, _ = model.model_space(modality, video[:, frames])
-                raw = model.autoencoder_for(modality, x.shape[2]).encode(x)
-                stats = model.latent_stats[model.stats_key(modality, x.shape[2])]
-                parts.setdefault(f"{modality}.{window}", []).append(
-                    (stats.standardise(raw) if standardised else raw).cpu())
+                parts.setdefault(f"{modality}.{window}", []).append(encode(modality, video[:, frames]).cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
