@@ -1,4 +1,5 @@
-"""Helpers for the multi-process node tests: the node as a child process, a sim-time RGB-D feeder, collectors.
+"""Helpers for the multi-process node tests: the node as a child process with this process's driver node beside
+it, a sim-time RGB-D feeder, collectors.
 
 The feeder owns time: it publishes /clock and stamps every frame with it, so the node (use_sim_time) judges
 staleness on exactly the time line the test controls, and a backward clock jump is one assignment.
@@ -6,13 +7,17 @@ staleness on exactly the time line the test controls, and a backward clock jump 
 from __future__ import annotations
 
 import os
+import pathlib
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import rclpy
 from builtin_interfaces.msg import Time
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter_client import AsyncParameterClient
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -20,6 +25,7 @@ from syncvp_ros.image_conversion import array_to_image
 from syncvp_ros.processes import ChildProcess
 
 VENV_BIN = os.path.dirname(sys.executable)
+SHIPPED_PARAMS = pathlib.Path(__file__).resolve().parents[1] / "config" / "predictor.yaml"
 NS = 1_000_000_000
 
 
@@ -61,6 +67,38 @@ class NodeProcess(ChildProcess):
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024.0
         raise RuntimeError("no VmRSS")
+
+
+class NodeRig:
+    """The node in its own process, and in this one rclpy with a driver node (subscriptions, a parameter client of
+    the node) spun on an executor thread.
+
+    The node reads the shipped config, then `params` (the test's overrides, as params-file text), with its
+    private input names remapped onto `inputs` (the docs' remapping form); its log goes to tmp_path/node.log.
+    `subscriptions` are (type, topic, callback, depth), made before the executor spins.
+    """
+
+    def __init__(self, tmp_path, params: str, inputs: dict, driver: str, subscriptions=()):
+        params_file = tmp_path / "test_params.yaml"
+        params_file.write_text(params)
+        env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
+        remaps = [a for key, topic in inputs.items() for a in ("-r", f"~/input/{key}:={topic}")]
+        self.proc = NodeProcess(["--params-file", str(SHIPPED_PARAMS), "--params-file", str(params_file), *remaps],
+                                env, tmp_path / "node.log")
+        rclpy.init()
+        self.node = rclpy.create_node(driver)
+        for msg_type, topic, callback, depth in subscriptions:
+            self.node.create_subscription(msg_type, topic, callback, depth)
+        self.params = AsyncParameterClient(self.node, "/syncvp_predictor")
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+
+    def close(self):
+        self.proc.stop()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown()
 
 
 def synthetic_rgb(tick: int, height: int, width: int) -> np.ndarray:

@@ -4,28 +4,21 @@ model (random init, 2 DDIM steps, horizon 8), fed 96×128 RGB-D at 10 Hz by this
 One node process serves every check in order (start-up costs seconds): predictions, modality dropout and
 recovery, both inputs stale, a backward clock jump, malformed messages, and slow inference under fast input.
 """
-import os
-import pathlib
 import re
-import threading
 import time
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import Image
 
-from ros_helpers import NS, Collector, Feeder, NodeProcess, diag_status, to_ns, to_time, wait_until
+from ros_helpers import NS, Collector, Feeder, NodeRig, diag_status, to_ns, to_time, wait_until
 from syncvp_core.data.transforms import scale_intrinsics
 from syncvp_core.image_msg import image_to_array
 from syncvp_ros.image_conversion import array_to_image
 from syncvp_ros.msg import RGBDPrediction
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 STALE_S = 0.5
 FRAME_S = 0.1
 DIAG_S = 0.2
@@ -46,35 +39,18 @@ INPUTS = {"rgb": "/cam/rgb", "depth": "/cam/depth", "camera_info": "/cam/camera_
 PREDICTION = "/syncvp_predictor/output/prediction"
 
 
-class Rig:
+class Rig(NodeRig):
     def __init__(self, tmp_path):
-        params = tmp_path / "predictor.yaml"
-        params.write_text(PARAMS)
-        env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
-        # The docs' remapping form: private input names onto the camera's topics.
-        remaps = [a for key, topic in INPUTS.items() for a in ("-r", f"~/input/{key}:={topic}")]
-        # The shipped config first, then this test's overrides (sim time, a fast model, reliable inputs).
-        self.proc = NodeProcess(["--params-file", str(ROOT / "config" / "predictor.yaml"), "--params-file",
-                                 str(params), *remaps], env, tmp_path / "node.log")
-        rclpy.init()
-        self.node = rclpy.create_node("syncvp_test_driver")
         self.predictions, self.diagnostics, self.mosaics = Collector(), Collector(), Collector()
-        self.node.create_subscription(RGBDPrediction, PREDICTION, self.predictions, 50)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics, 50)
-        self.node.create_subscription(Image, "/syncvp_predictor/debug/mosaic", self.mosaics, 10)
-        self.params = AsyncParameterClient(self.node, "/syncvp_predictor")
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
-        self._spin.start()
+        # The shipped config first, then this test's overrides (sim time, a fast model, reliable inputs).
+        super().__init__(tmp_path, PARAMS, INPUTS, "syncvp_test_driver", [
+            (RGBDPrediction, PREDICTION, self.predictions, 50), (DiagnosticArray, "/diagnostics", self.diagnostics, 50),
+            (Image, "/syncvp_predictor/debug/mosaic", self.mosaics, 10)])
         self.feeder = Feeder(self.node, INPUTS).start()
 
     def close(self):
         self.feeder.stop()
-        self.proc.stop()
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown()
+        super().close()
 
     def wait_prediction(self, predicate, since: float, timeout: float = 60.0, what: str = "a prediction"):
         """The first prediction received after wall time `since` that satisfies `predicate`."""

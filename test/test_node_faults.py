@@ -5,27 +5,20 @@ Frames before the first /clock, an unknown params-file key, no single-modality p
 modality fills up, REP 118 depth around holes, the point cloud, estimated transport loss, a stream whose every
 frame is rejected, long strings and tiny images, and shutdown in the middle of a 256-frame rollout.
 """
-import os
-import pathlib
 import signal
-import threading
 import time
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import PointCloud2
 
-from ros_helpers import NS, Collector, Feeder, NodeProcess, diag_status, to_ns, to_time, wait_until
+from ros_helpers import NS, Collector, Feeder, NodeRig, diag_status, to_ns, to_time, wait_until
 from syncvp_core.image_msg import image_to_array
 from syncvp_ros.image_conversion import array_to_image
 from syncvp_ros.msg import RGBDPrediction
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 SIZE = 128  # input frames: the centre square is the whole frame, and 2×2 input blocks make one model pixel
 DEPTH_MIN, DEPTH_MAX = 0.5, 6.0
 CLOUD_STEP = 2
@@ -58,33 +51,19 @@ def holey_scene(tick, height, width):
     return depth
 
 
-class Rig:
+class Rig(NodeRig):
     def __init__(self, tmp_path):
-        params = tmp_path / "faults.yaml"
-        params.write_text(PARAMS)
-        env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
-        remaps = [a for key, topic in INPUTS.items() for a in ("-r", f"~/input/{key}:={topic}")]
-        self.proc = NodeProcess(["--params-file", str(ROOT / "config" / "predictor.yaml"), "--params-file",
-                                 str(params), *remaps], env, tmp_path / "node.log")
-        rclpy.init()
-        self.node = rclpy.create_node("syncvp_fault_driver")
         self.predictions, self.diagnostics, self.clouds = Collector(), Collector(), Collector()
-        self.node.create_subscription(RGBDPrediction, f"{PREFIX}/output/prediction", self.predictions, 50)
-        self.node.create_subscription(PointCloud2, f"{PREFIX}/output/cloud", self.clouds, 50)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics, 100)
-        self.params = AsyncParameterClient(self.node, PREFIX)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        super().__init__(tmp_path, PARAMS, INPUTS, "syncvp_fault_driver", [
+            (RGBDPrediction, f"{PREFIX}/output/prediction", self.predictions, 50),
+            (PointCloud2, f"{PREFIX}/output/cloud", self.clouds, 50),
+            (DiagnosticArray, "/diagnostics", self.diagnostics, 100)])
         self.feeder = Feeder(self.node, INPUTS, height=SIZE, width=SIZE, depth_fn=holey_scene)
 
     def close(self):
         if self.feeder._thread.is_alive():
             self.feeder.stop()
-        self.proc.stop()
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown()
+        super().close()
 
     def reports(self, suffix: str, since: float):
         return [diag_status(a, suffix) for a in self.diagnostics.since(since) if diag_status(a, suffix)]

@@ -1,20 +1,15 @@
 """The node over real DDS on a converted reference checkpoint: `syncvp-predictor` with `checkpoint:=FILE` (the compat
 fixture converted by syncvp-import-reference into this test's tmp dir) starts and publishes RGB-D predictions."""
-import os
 import pathlib
-import threading
 
 import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 
-from ros_helpers import Collector, Feeder, NodeProcess, wait_until
+from ros_helpers import Collector, Feeder, NodeRig, wait_until
 from syncvp_core.image_msg import image_to_array
 from syncvp_core.reference import convert_directory
 from syncvp_ros.msg import RGBDPrediction
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 RELEASE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "compat" / "checkpoints"
 INPUTS = {"rgb": "/cam/rgb", "depth": "/cam/depth", "camera_info": "/cam/camera_info"}
 pytestmark = pytest.mark.skipif(not RELEASE.is_dir(), reason=f"compat fixture not found at {RELEASE}")
@@ -22,27 +17,18 @@ pytestmark = pytest.mark.skipif(not RELEASE.is_dir(), reason=f"compat fixture no
 
 def test_node_predicts_with_a_converted_reference_checkpoint(tmp_path):
     checkpoint = convert_directory(RELEASE, tmp_path / "reference.safetensors", dtype="fp16")
-    params = tmp_path / "predictor.yaml"
-    params.write_text(f"""/**/syncvp_predictor:
+    params = f"""/**/syncvp_predictor:
   ros__parameters:
     use_sim_time: true
     checkpoint: {checkpoint}
     device: cpu
     ddim_steps: 2
     horizon: 8
-""")
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
-    remaps = [a for key, topic in INPUTS.items() for a in ("-r", f"~/input/{key}:={topic}")]
-    proc = NodeProcess(["--params-file", str(ROOT / "config" / "predictor.yaml"), "--params-file", str(params),
-                        *remaps], env, tmp_path / "node.log")
-    rclpy.init()
-    node = rclpy.create_node("syncvp_reference_test_driver")
+"""
     predictions = Collector()
-    node.create_subscription(RGBDPrediction, "/syncvp_predictor/output/prediction", predictions, 10)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
-    feeder = Feeder(node, INPUTS).start()
+    rig = NodeRig(tmp_path, params, INPUTS, "syncvp_reference_test_driver",
+                  [(RGBDPrediction, "/syncvp_predictor/output/prediction", predictions, 10)])
+    feeder = Feeder(rig.node, INPUTS).start()
     try:
         msg = wait_until(lambda: next((m for m in predictions.since(0) if m.guidance_mode == "rgbd"), None),
                          120, what=f"an rgbd prediction (node log: {tmp_path / 'node.log'})")
@@ -53,10 +39,7 @@ def test_node_predicts_with_a_converted_reference_checkpoint(tmp_path):
             depth = image_to_array(image)
             assert image.encoding == "32FC1" and depth.shape == (64, 64)
             assert (depth[np.isfinite(depth)] > 0).all()
-        assert proc.alive()
+        assert rig.proc.alive()
     finally:
         feeder.stop()
-        proc.stop()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown()
+        rig.close()
