@@ -9,7 +9,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
-def number(kind, *, at_least=None, above=None, below=None):
+def number(kind, *, at_least=None, at_most=None, above=None, below=None):
     """argparse type: a number of `kind` within the given bounds."""
     def parse(text: str):
         try:
@@ -18,6 +18,8 @@ def number(kind, *, at_least=None, above=None, below=None):
             raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
         if at_least is not None and not value >= at_least:
             raise argparse.ArgumentTypeError(f"{text!r} must be >= {at_least}")
+        if at_most is not None and not value <= at_most:
+            raise argparse.ArgumentTypeError(f"{text!r} must be <= {at_most}")
         if above is not None and not value > above:
             raise argparse.ArgumentTypeError(f"{text!r} must be > {above}")
         if below is not None and not value < below:

@@ -20,9 +20,9 @@ import torch
 import yaml
 
 from syncvp_core.checkpoint import CheckpointError
-from syncvp_core.config import get_config
+from syncvp_core.config import SAMPLERS, get_config
 from syncvp_core.data.errors import DataError
-from syncvp_core.arguments import POSITIVE_INT, OneLineParser
+from syncvp_core.arguments import POSITIVE_INT, OneLineParser, number
 from syncvp_core.train import recipe as recipe_module
 from syncvp_core.train.loop import train
 from syncvp_core.train.run_files import export_model, saved_config
@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("target", help="file to write, e.g. syncvp_core/weights/tiny.safetensors")
     export.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), default="float16",
                         help="stored weight type (default: float16)")
+    export.add_argument("--sampler", choices=SAMPLERS, help="inference sampler stored as the file's default "
+                        "(default: keep the source's)")
+    export.add_argument("--steps", type=POSITIVE_INT, help="network evaluations per chunk stored as the default "
+                        "(default: keep)")
+    export.add_argument("--eta", type=number(float, at_least=0.0, at_most=1.0),
+                        help="DDIM eta stored as the default (default: keep)")
     export.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
@@ -145,7 +151,9 @@ def print_summary(s: dict) -> None:
 
 
 def export(args: argparse.Namespace) -> int:
-    path = export_model(args.checkpoint, args.target, getattr(torch, args.dtype))
+    sampling = {field: value for field, value in (("sampler", args.sampler), ("sampling_steps", args.steps),
+                                                  ("eta", args.eta)) if value is not None}
+    path = export_model(args.checkpoint, args.target, getattr(torch, args.dtype), sampling)
     result = {"path": str(path), "bytes": path.stat().st_size, "dtype": args.dtype}
     print(json.dumps(result) if args.json else f"wrote {path} ({result['bytes'] / 2**20:.1f} MiB, {args.dtype})")
     return 0

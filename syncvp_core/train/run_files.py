@@ -85,10 +85,17 @@ def resumed_run(out: Path) -> tuple[SyncVP, dict, int, dict, list[str]]:
     return ckpt.model.train(), raw, meta["step"], optimizer_state, provided_by(ckpt)
 
 
-def export_model(source, target, dtype: torch.dtype = torch.float16) -> Path:
+def export_model(source, target, dtype: torch.dtype = torch.float16, sampling: dict | None = None) -> Path:
     """Copy a checkpoint with its weights stored as `dtype` (half the size in float16; loading casts them back to
-    float32). The metadata is kept, with the source file and dtype added. Any failure is a CheckpointError."""
+    float32). The metadata is kept, with the source file and dtype added; `sampling` (any of `sampler`,
+    `sampling_steps`, `eta`) replaces the inference defaults of its `diffusion` config, e.g. those chosen from
+    bench_sampler's curve. Any failure is a CheckpointError."""
     ckpt = load_checkpoint(source)
+    diffusion = ckpt.model.cfg.diffusion
+    try:
+        ckpt.model.cfg.diffusion = dataclasses.replace(diffusion, **(sampling or {}))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"cannot set the sampling defaults: {e}") from None
     extra = {**ckpt.extra, "exported_from": str(source), "stored_dtype": str(dtype).removeprefix("torch.")}
     try:
         return save_checkpoint(target, ckpt.model.to(dtype), ckpt.step, extra)
