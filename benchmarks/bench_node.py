@@ -1,18 +1,20 @@
 """End-to-end latency of syncvp_predictor and the cost of publishing its output message (not a test).
 
-Starts the node (tiny model, CPU, horizon 8, 64×64) as a child process, feeds it 64×64 RGB-D at `--rate` Hz
-stamped with the wall clock, and measures per prediction:
+Starts the node (CPU, one torch thread, 64×64; by default at the node's own defaults: the bundled model, its
+sampler and steps, horizon 28) as a child process, feeds it 64×64 RGB-D at `--rate` Hz stamped with the wall
+clock, and measures per prediction:
 - end-to-end: receipt of the prediction minus its header stamp (the newest input stamp);
 - in the node (from /diagnostics): inference, message build + publish, and node clock at publish minus stamp.
-Then, in this process, builds and publishes the same 8 + 8-frame 64² RGBDPrediction `--publish-reps` times to
+Then, in this process, builds and publishes the same `--horizon` + `--horizon`-frame 64² RGBDPrediction
+`--publish-reps` times to
 one subscriber, timing `prediction_message` and `publish` separately, and builds the `~/output/cloud`
 PointCloud2 of one predicted 64² frame (`point_cloud`) as often.
 
-    .venv/bin/python benchmarks/bench_node.py [--steps 2] [--seconds 20] [--json out.json]
+    .venv/bin/python benchmarks/bench_node.py [--checkpoint bundled] [--horizon 28] [--steps 0] [--seconds 20]
+        [--json out.json]
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -33,12 +35,16 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from syncvp_ros.image_conversion import array_to_image, prediction_message  # noqa: E402
+from syncvp_core.arguments import COUNT, POSITIVE, POSITIVE_INT, OneLineParser  # noqa: E402
+from syncvp_core.modalities import ConditioningMode  # noqa: E402
+from syncvp_ros.image_conversion import array_to_image  # noqa: E402
 from syncvp_ros.msg import RGBDPrediction  # noqa: E402
 from syncvp_ros.point_cloud import point_cloud  # noqa: E402
-from syncvp_ros.sync_buffer import Frame, ConditioningMode, Window, stamp_ns  # noqa: E402
+from syncvp_ros.prediction_message import prediction_message  # noqa: E402
+from syncvp_ros.ros_time import stamp_ns  # noqa: E402
+from syncvp_ros.sync_buffer import Frame, Window  # noqa: E402
 
-SIZE, HORIZON = 64, 8
+SIZE = 64
 
 
 def summary(values: list[float]) -> dict:
@@ -53,9 +59,10 @@ def run_node(args, node) -> dict:
     params = pathlib.Path(tempfile.mkdtemp()) / "bench.yaml"
     params.write_text(f"""/**/syncvp_predictor:
   ros__parameters:
-    checkpoint: preset:tiny
+    checkpoint: {args.checkpoint}
     device: cpu
-    horizon: {HORIZON}
+    cpu_threads: 1
+    horizon: {args.horizon}
     ddim_steps: {args.steps}
     seed: 0
     diagnostics_period: 0.1
@@ -116,8 +123,8 @@ def publish_pair(node, rgb_pub, depth_pub, rng):
         pub.publish(msg)
 
 
-def publish_cost(node, reps: int) -> dict:
-    """Message build and publish of one 8 + 8-frame 64² prediction, with one subscriber listening."""
+def publish_cost(node, reps: int, horizon: int) -> dict:
+    """Message build and publish of one `horizon` + `horizon`-frame 64² prediction, with one subscriber listening."""
     received = []
     node.create_subscription(RGBDPrediction, "/bench/prediction", lambda m: received.append(1), 10)
     pub = node.create_publisher(RGBDPrediction, "/bench/prediction", 10)
@@ -127,8 +134,8 @@ def publish_cost(node, reps: int) -> dict:
     rng = np.random.default_rng(0)
     frames = tuple(Frame(k * 100_000_000, "camera", None) for k in range(2))
     window = Window(ConditioningMode.RGBD, frames, frames)
-    rgb = rng.integers(0, 255, (HORIZON, SIZE, SIZE, 3), dtype=np.uint8)
-    depth = rng.uniform(2, 40, (HORIZON, SIZE, SIZE)).astype(np.float32)
+    rgb = rng.integers(0, 255, (horizon, SIZE, SIZE, 3), dtype=np.uint8)
+    depth = rng.uniform(2, 40, (horizon, SIZE, SIZE)).astype(np.float32)
     k = [50.0, 0.0, 31.5, 0.0, 50.0, 31.5, 0.0, 0.0, 1.0]
     build, publish, cloud_build = [], [], []
     for _ in range(reps):
@@ -150,11 +157,14 @@ def publish_cost(node, reps: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=2, help="DDIM steps per 8-frame chunk")
-    parser.add_argument("--rate", type=float, default=10.0, help="input rate [Hz]")
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured feeding time after warm-up")
-    parser.add_argument("--publish-reps", type=int, default=200)
+    parser = OneLineParser(prog="bench_node.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="bundled", help="the node's checkpoint parameter (bundled)")
+    parser.add_argument("--horizon", type=POSITIVE_INT, default=28, help="predicted frames (28, the node's default)")
+    parser.add_argument("--steps", type=COUNT, default=0,
+                        help="network evaluations per 8-frame chunk (0: the checkpoint's default)")
+    parser.add_argument("--rate", type=POSITIVE, default=10.0, help="input rate [Hz]")
+    parser.add_argument("--seconds", type=POSITIVE, default=20.0, help="measured feeding time after warm-up")
+    parser.add_argument("--publish-reps", type=POSITIVE_INT, default=200, help="message builds timed (200)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -164,9 +174,10 @@ def main() -> None:
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
     try:
-        results = {"config": {"size": SIZE, "horizon": HORIZON, "ddim_steps": args.steps, "rate_hz": args.rate,
-                              "seconds": args.seconds, "device": "cpu", "threads": os.cpu_count()},
-                   **run_node(args, node), **publish_cost(node, args.publish_reps)}
+        results = {"config": {"checkpoint": args.checkpoint, "size": SIZE, "horizon": args.horizon,
+                              "ddim_steps": args.steps, "rate_hz": args.rate, "seconds": args.seconds, "device": "cpu",
+                              "torch_threads": 1, "cpus": os.cpu_count()},
+                   **run_node(args, node), **publish_cost(node, args.publish_reps, args.horizon)}
     finally:
         executor.shutdown()
         node.destroy_node()

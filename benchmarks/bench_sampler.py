@@ -20,7 +20,6 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from syncvp_core.checkpoint import load_model  # noqa: E402
@@ -117,8 +116,8 @@ def plot(summary: dict, path: Path) -> None:
     reference = next((p for p in summary["points"] if (p["sampler"], p["evals"]) == REFERENCE), None)
     for ax, ((modality, metric), key) in zip(axes, SCORES.items()):
         if reference is not None and reference[key] is not None and key in RELATIVE:
-            ax.axhspan(reference[key], reference[key] * (1 + TOLERANCE), color="grey", alpha=0.2,
-                       label=f"within {TOLERANCE:.0%} of {REFERENCE[0]} @ {REFERENCE[1]}")
+            ax.axhline(reference[key] * (1 + TOLERANCE), color="grey", linestyle="--",
+                       label=f"{TOLERANCE:.0%} worse than {REFERENCE[0]} @ {REFERENCE[1]} (below: within)")
         for name in dict.fromkeys(p["sampler"] for p in summary["points"]):
             line = [(p["evals"], p[key]) for p in summary["points"] if p["sampler"] == name and p[key] is not None]
             if line:
@@ -130,7 +129,7 @@ def plot(summary: dict, path: Path) -> None:
         better = "higher" if metric == "ssim" else "lower"
         ax.set(xlabel="network evaluations per chunk", title=f"{modality} {metric} ({better} is better)")
         ax.grid(alpha=0.3)
-    axes[0].legend()
+    axes[0].legend(fontsize="small", loc="center right")
     fig.suptitle(f"{summary['model']} ({summary['checkpoint']}), {summary['clips']} clips, "
                  f"2 → {summary['horizon']}", fontsize=10)
     fig.savefig(path, dpi=110)
