@@ -1,6 +1,6 @@
 """The end-to-end demo: a synthetic drive through the live predictor node, with a depth dropout, evaluated.
 
-    python -m syncvp_ros.demo --out demo_out [--frames 80] [--steps 10] [--horizon 8] [--rate 0.5] [--skip lpips]
+    python -m syncvp_ros.demo --out demo_out [--frames 80] [--steps 0] [--horizon 8] [--rate 0.5] [--skip lpips]
 
 1. writes a synthetic rosbag2 drive (`syncvp-bag synth`);
 2. starts the node as its own process with config/predictor.yaml (sim time, the demo's horizon and steps);
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from syncvp_core.arguments import POSITIVE, POSITIVE_INT, OneLineParser, number
+from syncvp_core.arguments import COUNT, POSITIVE, POSITIVE_INT, OneLineParser, number
 from syncvp_core.evaluation.pipeline import learned_metrics
 from syncvp_core.evaluation.scoring import COPY_LAST
 from syncvp_ros.bags.evaluation import PREDICTED, PredictionRecord, evaluate_predictions, read_predictions
@@ -100,7 +100,7 @@ def write_report(out: Path, report: dict) -> Path:
         "# syncvp demo: the live node on a synthetic drive with a depth dropout", "",
         f"{s['frames']} frames at {s['rate_hz']:g} Hz ({s['size']}×{s['size']}), played at {s['play_rate']:g}× with "
         f"/clock; depth withheld from {s['dropout_s'][0]:.1f} s to {s['dropout_s'][1]:.1f} s. Node: "
-        f"`{s['params_file']}` with horizon {s['horizon']}, {s['steps']} DDIM steps, model "
+        f"`{s['params_file']}` with horizon {s['horizon']}, {s['steps'] or 'the model default'} sampling steps, model "
         f"{', '.join(ev['model_ids'])} (device {report['device']}). Each prediction is scored against the frames "
         f"that followed it in the drive; copy-last repeats its newest conditioning frame.", "",
         "## Metrics (mean over predicted frames and predictions)", "",
@@ -192,8 +192,8 @@ def main(argv=None) -> int:
                         help="frames of the drive, >= 20 for a dropout in the middle (80)")
     parser.add_argument("--rate-hz", type=POSITIVE, default=10.0, help="frame rate of the drive (10 Hz)")
     parser.add_argument("--size", type=number(int, at_least=8), default=64, help="image side (64, the tiny model's)")
-    parser.add_argument("--steps", type=POSITIVE_INT, default=10,
-                        help="DDIM steps per chunk (10: about 0.7 s per prediction of the tiny model on 2 CPU cores)")
+    parser.add_argument("--steps", type=COUNT, default=0,
+                        help="network evaluations per chunk (0: the checkpoint's default, 2 for the bundled model)")
     parser.add_argument("--horizon", type=POSITIVE_INT, default=8, help="predicted frames (8)")
     parser.add_argument("--rate", type=POSITIVE, default=0.5,
                         help="playback speed (0.5, so a CPU node predicts often enough to show the dropout)")

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from syncvp_core.evaluation import plots
-from syncvp_core.evaluation.scoring import COPY_LAST, EvaluationResult, frame_scores
+from syncvp_core.evaluation.scoring import COPY_LAST, EvaluationResult, depth_scoring_pixels, frame_scores
 from syncvp_core.image_msg import BadImage, depth_from_image, image_to_array, rgb_from_image
 from syncvp_core.modalities import CONDITIONING_MODES, MODALITIES
 from syncvp_ros.bags.io import PREDICTION_TYPE, BagError, bag_info, read_messages, typestore
@@ -178,12 +178,14 @@ def _score(index: int, record: PredictionRecord, predicted: dict[str, torch.Tens
         if not steps:
             continue
         truth = frames.stack(modality, [matched[k] for k in steps])[None]
-        scores.add(index, PREDICTED, modality, steps,
-                   frame_scores(modality, predicted[modality][steps][None], truth, None, near, far, lpips))
+        videos = {PREDICTED: predicted[modality][steps][None]}
         if last is not None:
-            copy = frames.frames[modality][last].expand_as(truth[0])[None]
-            scores.add(index, COPY_LAST, modality, steps,
-                       frame_scores(modality, copy, truth, None, near, far, lpips))
+            copy = videos[COPY_LAST] = frames.frames[modality][last].expand_as(truth[0])[None]
+        # as in syncvp-eval, both methods are scored on the same depth pixels: where the truth is valid and in
+        # range and each method has a value (copy-last has none where its source frame had a hole)
+        pixels = depth_scoring_pixels(truth, None, videos.values(), near, far) if modality == "depth" else None
+        for method, video in videos.items():
+            scores.add(index, method, modality, steps, frame_scores(modality, video, truth, pixels, near, far, lpips))
         cond = [nearest(stamps, s, slop_ns) for s in record.cond_stamps]
         if len(steps) == len(targets) and last is not None and None not in cond:
             sample["ground-truth"][modality] = torch.cat([frames.stack(modality, cond), truth[0]])
