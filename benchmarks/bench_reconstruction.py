@@ -2,7 +2,8 @@
 
 Encodes the 8 target frames of each clip, decodes them (a context decoder gets the frame before the clip, or none
 with --no-context) and scores them like syncvp-eval: RGB SSIM / LPIPS, depth AbsRel / RMSE on the pixels where the
-truth is valid and in range and copy-last has a value. Prints a table and writes JSON.
+truth is valid and in range and copy-last has a value; means over clips and frames, and per frame. Prints a table
+and writes JSON.
 
     python benchmarks/bench_reconstruction.py --checkpoint bundled --data synthetic:build/data/synth_test \\
         --split test --clips 60 --json-out build/bench/reconstruction.json
@@ -61,8 +62,14 @@ def reconstruction(model, dataset, indices: list[int], context: bool) -> dict:
             for name, value in (("rgb_ssim", ssim(frames_rgb, frames_truth)),
                                 ("rgb_lpips", lpips.images(frames_rgb, frames_truth)),
                                 ("depth_abs_rel", errors["abs_rel"]), ("depth_rmse", errors["rmse"])):
-                scores.setdefault(method, {}).setdefault(name, []).append(torch.nanmean(value.double()).item())
-    return {method: {name: sum(v) / len(v) for name, v in values.items()} for method, values in scores.items()}
+                scores.setdefault(method, {}).setdefault(name, []).append(value.double().reshape(-1))
+    # means over clips and frames, and per predicted frame (the ceiling at each step of the horizon)
+    result = {}
+    for method, values in scores.items():
+        frames = {name: torch.stack(v).nanmean(0) for name, v in values.items()}
+        result[method] = {name: torch.stack(v).nanmean().item() for name, v in values.items()}
+        result[method]["per_step"] = {name: f.tolist() for name, f in frames.items()}
+    return result
 
 
 def main(argv=None) -> int:
@@ -79,7 +86,9 @@ def main(argv=None) -> int:
     result = {"checkpoint": args.checkpoint, "clips": len(indices), "context": not args.no_context,
               **reconstruction(model, dataset, indices, not args.no_context)}
     for method in ("reconstruction", "copy-last"):
-        print(f"{method:<15}" + "  ".join(f"{k} {v:.4f}" for k, v in result[method].items()))
+        print(f"{method:<15}" + "  ".join(f"{k} {v:.4f}" for k, v in result[method].items() if k != "per_step"))
+        print(f"{'':<15}depth_abs_rel per frame " + " ".join(f"{v:.4f}" for v in
+                                                            result[method]["per_step"]["depth_abs_rel"]))
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(result, indent=1))
