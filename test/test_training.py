@@ -17,7 +17,7 @@ from syncvp_core.train.initial_weights import initial_model
 from syncvp_core.train.loop import train
 from syncvp_core.train.optimisation import batches, learning_rate
 from syncvp_core.train.run_files import MODEL_FILE, STATE_FILE
-from syncvp_core.train.settings import TrainConfig
+from syncvp_core.train.settings import TrainConfig, TrainingError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,6 +175,15 @@ def test_a_decoder_only_run_keeps_the_encoder_and_so_the_latents(chain, setup, c
               str(root / "refused"), "--decoder-only", "--context-hole-fill", "--max-steps", "1"])
     err = capsys.readouterr().err.strip()
     assert refused.value.code == 2 and len(err.splitlines()) == 1 and "context_hole_fill needs decoder_context" in err
+
+
+def test_validation_samples_take_the_sampler_asked_for(chain, setup):
+    root, data, _ = setup
+    summary = run(root, "dpm_preview", stage="diffusion", modality="rgb", data=data,
+                  init=[str(chain["ae_rgb"] / MODEL_FILE)], sample_sampler="dpmsolver")
+    assert summary["step"] == 2 and list((root / "dpm_preview" / "samples").glob("step_*.png"))
+    with pytest.raises(TrainingError, match="sample_sampler must be one of ddim, dpmsolver"):
+        TrainConfig(stage="joint", data=data, sample_sampler="euler")
 
 
 def test_resume_continues_exactly(setup, chain):

@@ -282,6 +282,6 @@ def run_validation(objective, val_batches, cfg, env, autocast, log: RunLog, step
         clips = {k: v[:SAMPLE_CLIPS] for k, v in val_batches[0].items()}
         image = objective.samples(to_device(clips, env.device),
                                   step_generator(cfg.seed, SAMPLES, 0, 0, env.device),  # same noise each time
-                                  cfg.sample_steps)
+                                  cfg.sample_steps, cfg.sample_sampler)
     val["samples"] = str(log.image(step, image.float()))
     return val

@@ -60,6 +60,12 @@ def single_branch_net(branch: nn.Module):
     return net
 
 
+
+def preview_sampler(model, schedule, steps: int, kind: str):
+    """The sampler of the validation samples: `kind` ("ddim", "dpmsolver"; "": the model config's) at `steps`."""
+    dc = model.cfg.diffusion
+    return make_sampler(kind or dc.sampler, schedule, steps, dc.eta, dc.prediction)
+
 class AutoencoderObjective(nn.Module):
     """Reconstruction loss of one modality's autoencoder, on every clip length it is trained for."""
 
@@ -108,8 +114,8 @@ class AutoencoderObjective(nn.Module):
         return total, parts
 
     @torch.no_grad()
-    def samples(self, batch: dict, generator: torch.Generator, sample_steps: int) -> torch.Tensor:
-        """Ground truth above reconstruction, for the longest clip length."""
+    def samples(self, batch: dict, generator: torch.Generator, sample_steps: int, sampler: str) -> torch.Tensor:
+        """Ground truth above reconstruction, for the longest clip length (no sampling)."""
         x, _, recon = self.reconstruct(batch, max(self.frames))
         return to_image(x, recon)
 
@@ -133,11 +139,10 @@ class DiffusionObjective(nn.Module):
         return loss, {self.modality: loss.detach()}
 
     @torch.no_grad()
-    def samples(self, batch: dict, generator: torch.Generator, sample_steps: int) -> torch.Tensor:
-        """Per clip: truth, prediction (DDIM from the true conditioning frames)."""
+    def samples(self, batch: dict, generator: torch.Generator, sample_steps: int, sampler: str) -> torch.Tensor:
+        """Per clip: truth, prediction (sampled from the true conditioning frames)."""
         cond, target = clip_latents(self.model, batch, self.modality)
-        dc = self.model.cfg.diffusion
-        sampler = make_sampler(dc.sampler, self.schedule, sample_steps, dc.eta, dc.prediction)
+        sampler = preview_sampler(self.model, self.schedule, sample_steps, sampler)
         frames = self.model.cfg.target_frames
         ranges = {m: self.model.latent_range(self.modality, frames) for m in MODALITIES}
         predicted, _ = sample_joint(single_branch_net(self.branch), sampler, cond, cond, target.shape,
@@ -166,11 +171,10 @@ class JointObjective(nn.Module):
         return loss, {m: parts[m] for m in MODALITIES}
 
     @torch.no_grad()
-    def samples(self, batch: dict, generator: torch.Generator, sample_steps: int) -> torch.Tensor:
+    def samples(self, batch: dict, generator: torch.Generator, sample_steps: int, sampler: str) -> torch.Tensor:
         """Per clip: RGB truth, RGB prediction, depth truth, depth prediction (conditioned on RGB-D)."""
         cond_rgb, rgb, cond_depth, _ = self.latents(batch)
-        dc = self.model.cfg.diffusion
-        sampler = make_sampler(dc.sampler, self.schedule, sample_steps, dc.eta, dc.prediction)
+        sampler = preview_sampler(self.model, self.schedule, sample_steps, sampler)
         ranges = {m: self.model.latent_range(m, self.model.cfg.target_frames) for m in MODALITIES}
         predicted = sample_joint(self.model.net, sampler, cond_rgb, cond_depth, rgb.shape, generator=generator,
                                  x0_ranges=ranges)

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
+from syncvp_core.config import SAMPLERS
 from syncvp_core.modalities import MODALITIES
 
 STAGES = ("autoencoder", "diffusion", "joint")
@@ -76,7 +77,9 @@ class TrainConfig:
     log_every: int = _opt(10, "steps between log lines and TensorBoard scalars")
     val_every: int = _opt(250, "steps between validation loss and sample images (0: only at the end)")
     val_batches: int = _opt(4, "validation batches (fixed clips and noise, so values compare across steps)")
-    sample_steps: int = _opt(25, "DDIM steps for validation samples")
+    sample_steps: int = _opt(25, "sampling steps for validation samples")
+    sample_sampler: str = _opt("", "sampler of the validation samples: ddim or dpmsolver (default: the model "
+                               "config's)", stages=("diffusion", "joint"), choices=("", *SAMPLERS))
     ckpt_every: int = _opt(250, "steps between checkpoints (one is always written at the end)")
     seed: int = _opt(0, "seed of the init, the data order and the noise")
     workers: int = _opt(0, "data loader worker processes")
@@ -92,6 +95,9 @@ class TrainConfig:
             if kind in (bool, int, float, str) and not (isinstance(value, kind) or kind is float and
                                                         isinstance(value, int) and not isinstance(value, bool)):
                 raise TrainingError(f"setting {f.name} must be a {kind.__name__}, not {value!r}")
+        if self.sample_sampler not in ("", *SAMPLERS):
+            raise TrainingError(f"sample_sampler must be one of {', '.join(SAMPLERS)} (or empty), "
+                                f"not {self.sample_sampler!r}")
         self.lr = STAGE_LR[self.stage] if self.lr is None else self.lr
         self.betas, self.init = tuple(self.betas), list(self.init)
         self.max_time = None if self.max_time is None else parse_duration(self.max_time)
