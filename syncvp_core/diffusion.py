@@ -12,6 +12,8 @@ zero; its target is untouched, so both targets stay the same temporally aligned 
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -95,15 +97,16 @@ def drop_conditioning(cond_rgb: torch.Tensor, cond_depth: torch.Tensor, modes: t
 def joint_loss(net, schedule: NoiseSchedule, x_rgb: torch.Tensor, x_depth: torch.Tensor,
                cond_rgb: torch.Tensor, cond_depth: torch.Tensor, generator: torch.Generator | None = None,
                shared_noise: bool = True, dropout_probs=(0.5, 0.25, 0.25), shared_timestep: bool = True,
-               prediction: str = "eps"):
+               prediction: str = "eps", timesteps: Sequence[int] = ()):
     """L_rgb + L_depth for one batch of target latents x_* (B×c×L) and conditioning latents cond_* (B×c×L_cond).
+    `timesteps`: draw t from these only (a few-step fine-tune at its sampler's timesteps); empty: from all.
 
     `net(x_rgb_t, x_depth_t, t, cond_rgb, cond_depth, t_depth) -> (eps_rgb, eps_depth)`. Returns (loss, parts)
     where parts holds the detached per-modality losses, the drawn conditioning modes and both timesteps.
     """
     batch = x_rgb.shape[0]
-    t = random_timesteps(schedule, batch, generator, x_rgb.device)
-    t_depth = t if shared_timestep else random_timesteps(schedule, batch, generator, x_rgb.device)
+    t = random_timesteps(schedule, batch, generator, x_rgb.device, timesteps)
+    t_depth = t if shared_timestep else random_timesteps(schedule, batch, generator, x_rgb.device, timesteps)
     noise_rgb = randn(x_rgb.shape, generator, x_rgb)
     noise_depth = noise_rgb if shared_noise else randn(x_depth.shape, generator, x_depth)
     modes = draw_conditioning_modes(batch, dropout_probs, generator, x_rgb.device)
@@ -132,9 +135,12 @@ def branch_loss(branch, schedule: NoiseSchedule, modality: str, x: torch.Tensor,
     return F.mse_loss(branch(schedule.q_sample(x, t, noise), t, kept), _target(schedule, prediction, x, noise, t))
 
 
-def random_timesteps(schedule: NoiseSchedule, batch: int, generator, device) -> torch.Tensor:
-    return torch.randint(0, schedule.timesteps, (batch,), generator=generator,
-                         device=draw_device(generator, device)).to(device)
+def random_timesteps(schedule: NoiseSchedule, batch: int, generator, device,
+                     choices: Sequence[int] = ()) -> torch.Tensor:
+    """`batch` timesteps, uniform over all of the schedule's or over `choices`."""
+    drawn = torch.randint(0, len(choices) or schedule.timesteps, (batch,), generator=generator,
+                          device=draw_device(generator, device)).to(device)
+    return torch.tensor(list(choices), device=device)[drawn] if choices else drawn
 
 
 def _target(schedule: NoiseSchedule, prediction: str, x0, noise, t):

@@ -63,6 +63,17 @@ def test_joint_loss_shares_noise_and_timestep_and_keeps_targets_aligned():
     assert float(loss) == pytest.approx(float(parts["rgb"] + parts["depth"]))
 
 
+def test_joint_loss_draws_only_the_timesteps_it_is_given():
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(SHAPE, generator=g) * 2 - 1
+    cond = torch.rand(64, 4, 12, generator=g)
+    net = SpyNet()
+    _, parts = joint_loss(net, NoiseSchedule(), x, x, cond, cond, generator=g, shared_timestep=False,
+                          timesteps=(999, 499))
+    for t in (parts["t"], parts["t_depth"]):
+        assert set(t.tolist()) == {999, 499}  # both, and nothing else, over 64 samples
+
+
 def test_joint_loss_independent_noise_for_ablation():
     schedule, (xt_rgb, xt_depth, t, _, _), (x_rgb, x_depth, _, _), _, _ = run_spy_loss(False)
     eps_rgb, eps_depth = implied_noise(schedule, xt_rgb, x_rgb, t), implied_noise(schedule, xt_depth, x_depth, t)

@@ -186,6 +186,15 @@ def test_validation_samples_take_the_sampler_asked_for(chain, setup):
         TrainConfig(stage="joint", data=data, sample_sampler="euler")
 
 
+def test_a_few_step_joint_fine_tune_trains_at_its_timesteps_only(chain, setup):
+    root, data, _ = setup
+    init = [str(chain["joint"] / MODEL_FILE)]
+    summary = run(root, "two_step", stage="joint", data=data, init=init, train_timesteps=[999, 499])
+    assert summary["step"] == 2
+    with pytest.raises(TrainingError, match="train_timesteps must lie in 0"):
+        run(root, "refused", stage="joint", data=data, init=init, train_timesteps=[1000])
+
+
 def test_resume_continues_exactly(setup, chain):
     root, data, _ = setup
     # warm-up covers all 4 steps, so stopping at 2 and extending to 4 keeps the same learning rates

@@ -18,7 +18,7 @@ from syncvp_core.model import SyncVP
 from syncvp_core.sampler import make_sampler, sample_joint
 from syncvp_core.train.initial_weights import autoencoder_frames
 from syncvp_core.modalities import MODALITIES
-from syncvp_core.train.settings import TrainConfig
+from syncvp_core.train.settings import TrainConfig, TrainingError
 
 def clip_latents(model: SyncVP, batch: dict, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(conditioning latent, target latent) of one modality of a (cond + target)-frame clip batch: from the
@@ -153,10 +153,13 @@ class DiffusionObjective(nn.Module):
 class JointObjective(nn.Module):
     """The joint loss of both branches and the couplings (`diffusion.joint_loss`)."""
 
-    def __init__(self, model: SyncVP):
+    def __init__(self, model: SyncVP, timesteps=()):
         super().__init__()
-        self.model = model
+        self.model, self.timesteps = model, tuple(timesteps)
         self.schedule = NoiseSchedule.from_config(model.cfg.diffusion)
+        if any(not 0 <= t < self.schedule.timesteps for t in self.timesteps):
+            raise TrainingError(f"train_timesteps must lie in 0 … {self.schedule.timesteps - 1}, "
+                                f"not {list(timesteps)}")
 
     def latents(self, batch: dict):
         (cond_rgb, rgb), (cond_depth, depth) = (clip_latents(self.model, batch, m) for m in MODALITIES)
@@ -167,7 +170,7 @@ class JointObjective(nn.Module):
         diffusion = self.model.cfg.diffusion
         loss, parts = joint_loss(self.model.net, self.schedule, rgb, depth, cond_rgb, cond_depth, generator,
                                  diffusion.shared_noise, diffusion.dropout_probs, diffusion.shared_timestep,
-                                 diffusion.prediction)
+                                 diffusion.prediction, self.timesteps)
         return loss, {m: parts[m] for m in MODALITIES}
 
     @torch.no_grad()
@@ -190,7 +193,7 @@ def make_objective(cfg: TrainConfig, model: SyncVP, lpips: nn.Module | None) -> 
                                     cfg.context_dropout)
     if cfg.stage == "diffusion":
         return DiffusionObjective(model, cfg.modality, cfg.cond_dropout)
-    return JointObjective(model)
+    return JointObjective(model, cfg.train_timesteps)
 
 
 def load_perceptual(cfg: TrainConfig, device, say) -> nn.Module | None:

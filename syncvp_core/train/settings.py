@@ -1,8 +1,9 @@
 """Every setting of a training run (`TrainConfig`): YAML keys, command-line flags and this dataclass are one list.
 
 The switches (the joint stage's shared noise, shared timestep and modality dropout; the autoencoder stage's context
-hole fill) are not settings of the run but of the model (`SyncVPConfig`): the flags here only override the model config when a run starts, and a resumed run
-refuses a switch that differs from the model it continues (train/initial_weights.py).
+hole fill) are not settings of the run but of the model (`SyncVPConfig`): the flags here only override the model
+config when a run starts, and a resumed run refuses a switch that differs from the model it continues
+(train/initial_weights.py).
 """
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ class TrainConfig:
                                         stages=("joint",), action=argparse.BooleanOptionalAction)
     modality_dropout: bool | None = _opt(None, "cross-modality conditioning dropout (off: always both; model "
                                          "config: on)", stages=("joint",), action=argparse.BooleanOptionalAction)
+    train_timesteps: list = _opt(list, "train only at these timesteps, e.g. those of the model's default sampler "
+                                 "(DDIM 2 steps: 999 499), a few-step fine-tune; none: every timestep",
+                                 stages=("joint",), nargs="+", type=int, metavar="T")
     log_every: int = _opt(10, "steps between log lines and TensorBoard scalars")
     val_every: int = _opt(250, "steps between validation loss and sample images (0: only at the end)")
     val_batches: int = _opt(4, "validation batches (fixed clips and noise, so values compare across steps)")
@@ -99,7 +103,7 @@ class TrainConfig:
             raise TrainingError(f"sample_sampler must be one of {', '.join(SAMPLERS)} (or empty), "
                                 f"not {self.sample_sampler!r}")
         self.lr = STAGE_LR[self.stage] if self.lr is None else self.lr
-        self.betas, self.init = tuple(self.betas), list(self.init)
+        self.betas, self.init, self.train_timesteps = tuple(self.betas), list(self.init), list(self.train_timesteps)
         self.max_time = None if self.max_time is None else parse_duration(self.max_time)
         self.time_budget = None if self.time_budget is None else parse_duration(self.time_budget)
         if min(self.max_steps, self.batch_size, self.val_batches, self.log_every, self.ckpt_every) < 1:
