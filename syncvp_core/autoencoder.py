@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import AutoencoderConfig
+from .depth import fill_from_neighbours
 from .planes import TriplaneShape
 
 
@@ -168,6 +169,8 @@ def warp(image: Tensor, flow: Tensor) -> Tensor:
 
 
 class TriplaneAutoencoder(nn.Module):
+    DECODER_PARTS = ("from_latent", "decoder", "head", "to_pixels")  # the submodules that decode
+
     def __init__(self, cfg: AutoencoderConfig, channels: int, resolution: int, frames: Sequence[int]):
         super().__init__()
         if resolution % cfg.patch:
@@ -238,18 +241,5 @@ class TriplaneAutoencoder(nn.Module):
             return like.new_zeros((batch, self.channels, *size[2:])), like.new_zeros(size)
         mask = (torch.ones(size, dtype=torch.bool, device=like.device) if valid is None else valid).to(like.dtype)
         base = context.to(like.dtype) * mask
-        return (fill_holes(base, mask) if self.cfg.context_hole_fill else base), mask
+        return (fill_from_neighbours(base, mask) if self.cfg.context_hole_fill else base), mask
 
-
-def fill_holes(image: Tensor, valid: Tensor) -> Tensor:
-    """N×C×H×W `image` with its invalid pixels (`valid` N×1×H×W float, 0 or 1) filled by growing the valid region
-    one pixel per pass, each new pixel the mean of its valid 3×3 neighbours; a frame without valid pixels stays."""
-    known, filled = valid, image * valid
-    while True:
-        total = F.avg_pool2d(filled * known, 3, 1, 1, divisor_override=1)
-        count = F.avg_pool2d(known, 3, 1, 1, divisor_override=1)
-        grown = (count > 0).to(known.dtype) * (1 - known)
-        if not grown.any():
-            return filled
-        filled = filled + grown * total / count.clamp_min(1)
-        known = known + grown

@@ -13,12 +13,14 @@ exact only inside [near, far].
 Invalid pixels (NaN, +-inf, zero, negative) are reported in the returned mask and filled with the far
 value -1: for a driving scene the commonest invalid pixel is sky or out-of-range stereo, which is
 "far", and a constant fill keeps the autoencoder input free of NaN. Decoded depth is always valid.
+`fill_from_neighbours` fills holes from the nearest valid pixels instead, where "far" would be wrong.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .config import DEPTH_MAPPINGS as MAPPINGS
@@ -46,3 +48,18 @@ def model_to_depth(x: Tensor, near: float, far: float, mapping: str = "inverse")
     if mapping == "log":
         return torch.exp(math.log(far) - u * (math.log(far) - math.log(near)))
     raise ValueError(f"depth mapping must be one of {MAPPINGS}, got {mapping!r}")
+
+
+def fill_from_neighbours(image: Tensor, valid: Tensor) -> Tensor:
+    """N×C×H×W `image` with its invalid pixels (`valid` N×1×H×W float, 0 or 1) filled by growing the valid region
+    one pixel per pass, each new pixel the mean of its valid 3×3 neighbours; a frame without valid pixels comes back
+    0 everywhere. The decoder's hole-filled context and the node's conditioning depth (in inverse depth) use it."""
+    known, filled = valid, image * valid
+    while True:
+        total = F.avg_pool2d(filled * known, 3, 1, 1, divisor_override=1)
+        count = F.avg_pool2d(known, 3, 1, 1, divisor_override=1)
+        grown = (count > 0).to(known.dtype) * (1 - known)
+        if not grown.any():
+            return filled
+        filled = filled + grown * total / count.clamp_min(1)
+        known = known + grown

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from syncvp_core.data.transforms import resize_depth
+from syncvp_core.depth import fill_from_neighbours
 
 # A prediction within this fraction of the model's far depth sits at the end of the model's range.
 FAR_END_TOLERANCE = 1e-3
@@ -35,20 +35,14 @@ def resize_marked_depth(frame: np.ndarray, size: int) -> torch.Tensor:
 
 
 def fill_holes(depth: torch.Tensor) -> torch.Tensor:
-    """`...×H×W` metres: every NaN takes the mean inverse depth of its nearest known neighbours (+inf = 0)."""
+    """`...×H×W` metres: every NaN takes the mean inverse depth of its nearest known neighbours (+inf = 0); a frame
+    without any known pixel stays NaN."""
     *lead, h, w = depth.shape
     inverse = (1.0 / depth).reshape(-1, 1, h, w)  # +inf -> 0, NaN stays NaN
     known = torch.isfinite(inverse)
-    ones = torch.ones(1, 1, 3, 3, dtype=inverse.dtype)
-    for _ in range(max(h, w)):  # each pass grows the known area by one pixel
-        if known.all() or not known.any():
-            break
-        total = F.conv2d(torch.where(known, inverse, torch.zeros_like(inverse)), ones, padding=1)
-        count = F.conv2d(known.to(inverse.dtype), ones, padding=1)
-        grow = ~known & (count > 0)
-        inverse = torch.where(grow, total / count.clamp_min(1.0), inverse)
-        known = known | grow
-    return (1.0 / inverse).reshape(*lead, h, w)
+    filled = fill_from_neighbours(torch.where(known, inverse, torch.zeros_like(inverse)), known.to(inverse.dtype))
+    filled = torch.where(known.flatten(1).any(1).view(-1, 1, 1, 1), filled, inverse)
+    return (1.0 / filled).reshape(*lead, h, w)
 
 
 def conditioning_depth(frames: list[np.ndarray], size: int) -> tuple[torch.Tensor, np.ndarray]:

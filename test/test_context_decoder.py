@@ -6,10 +6,10 @@ import pytest
 import safetensors.torch
 import torch
 
-from syncvp_core.autoencoder import TriplaneAutoencoder, fill_holes
+from syncvp_core.autoencoder import TriplaneAutoencoder
 from syncvp_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from syncvp_core.config import AutoencoderConfig, get_config
-from syncvp_core.depth import depth_to_model, model_to_depth
+from syncvp_core.depth import depth_to_model, fill_from_neighbours, model_to_depth
 from syncvp_core.model import SyncVP
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -55,7 +55,7 @@ def test_hole_fill_grows_the_nearest_valid_values_into_the_holes():
     valid = torch.ones(2, 1, 32, 32)
     valid[:, :, :8] = 0  # the sky: no depth in the top 8 rows
     valid[1] = 0  # a frame without any valid pixel
-    filled = fill_holes(image, valid)
+    filled = fill_from_neighbours(image, valid)
     assert torch.equal(filled[0, :, 8:], image[0, :, 8:])  # valid pixels are kept
     assert torch.equal(filled[0, :, :8], torch.full((1, 8, 32), 8.0))  # every hole row takes the skyline's row 8
     assert torch.equal(filled[1], torch.zeros(1, 32, 32))
@@ -66,7 +66,7 @@ def test_fresh_hole_filling_decoder_returns_the_filled_context_for_a_zero_latent
     context = torch.rand(2, 1, 32, 32) * 2 - 1
     valid = torch.rand(2, 1, 32, 32) > 0.3
     out = ae.decode(torch.zeros(2, 4, ae.plane_shape(8).tokens), 8, context, valid)
-    expected = fill_holes(context * valid, valid.float())
+    expected = fill_from_neighbours(context * valid, valid.float())
     assert torch.equal(out, expected[:, :, None].expand_as(out))
     assert torch.equal(out[:, :, 0][valid], context[valid])
     with pytest.raises(ValueError, match="context_hole_fill needs decoder_context"):
