@@ -66,9 +66,9 @@ def reconstruction(model, dataset, indices: list[int], context: bool) -> dict:
     # means over clips and frames, and per predicted frame (the ceiling at each step of the horizon)
     result = {}
     for method, values in scores.items():
-        frames = {name: torch.stack(v).nanmean(0) for name, v in values.items()}
-        result[method] = {name: torch.stack(v).nanmean().item() for name, v in values.items()}
-        result[method]["per_step"] = {name: f.tolist() for name, f in frames.items()}
+        clips = {name: torch.stack(v) for name, v in values.items()}  # clips × frames
+        result[method] = {name: c.nanmean().item() for name, c in clips.items()}
+        result[method]["per_step"] = {name: c.nanmean(0).tolist() for name, c in clips.items()}
     return result
 
 

@@ -8,11 +8,13 @@ run whose flags differ from the model it continues is refused (`check_switches`)
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from syncvp_core.autoencoder import TriplaneAutoencoder
 from syncvp_core.checkpoint import CheckpointError, config_differences, load_checkpoint
 from syncvp_core.config import DiffusionConfig, get_config
 from syncvp_core.model import SyncVP
@@ -22,8 +24,6 @@ from syncvp_core.train.settings import TrainConfig, TrainingError
 # Model-config fields the switch flags may set; they may differ from the --init files.
 SWITCHES = ("diffusion.shared_noise", "diffusion.shared_timestep", "diffusion.dropout_probs",
             "autoencoder.context_hole_fill")
-# The parts of a TriplaneAutoencoder that decode (what --decoder-only trains).
-DECODER_PARTS = ("from_latent", "decoder", "head", "to_pixels")
 
 
 def autoencoder_prefixes(model: SyncVP, modality: str, frames) -> list[str]:
@@ -41,7 +41,9 @@ def trained_prefixes(cfg: TrainConfig, model: SyncVP) -> list[str]:
     """Module prefixes (state-dict names) that this stage trains."""
     if cfg.stage == "autoencoder":
         prefixes = autoencoder_prefixes(model, cfg.modality, autoencoder_frames(cfg, model))
-        return [f"{p}.{part}" for p in prefixes for part in DECODER_PARTS] if cfg.decoder_only else prefixes
+        if not cfg.decoder_only:
+            return prefixes
+        return [f"{p}.{part}" for p in prefixes for part in TriplaneAutoencoder.DECODER_PARTS]
     if cfg.stage == "diffusion":
         return [f"net.{cfg.modality}_branch"]
     return ["net"]
@@ -102,11 +104,10 @@ def initial_model(cfg: TrainConfig, say) -> tuple[SyncVP, list[str]]:
             raise TrainingError(str(e)) from None
     for path, value in switch_overrides(cfg).items():
         part, name = path.split(".")
-        setattr(getattr(model_cfg, part), name, value)
-    try:
-        model_cfg.autoencoder.__post_init__()  # a switch may not fit the model (hole fill without context)
-    except ValueError as e:
-        raise TrainingError(str(e)) from None
+        try:  # replace() runs the part's checks: a switch may not fit the model (hole fill without context)
+            setattr(model_cfg, part, dataclasses.replace(getattr(model_cfg, part), **{name: value}))
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
     torch.manual_seed(cfg.seed)
     model = SyncVP(model_cfg)
     provided: list[str] = []

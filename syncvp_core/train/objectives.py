@@ -60,11 +60,11 @@ def single_branch_net(branch: nn.Module):
     return net
 
 
-
 def preview_sampler(model, schedule, steps: int, kind: str):
     """The sampler of the validation samples: `kind` ("ddim", "dpmsolver"; "": the model config's) at `steps`."""
     dc = model.cfg.diffusion
     return make_sampler(kind or dc.sampler, schedule, steps, dc.eta, dc.prediction)
+
 
 class AutoencoderObjective(nn.Module):
     """Reconstruction loss of one modality's autoencoder, on every clip length it is trained for."""

@@ -21,9 +21,9 @@ def cmd_synth(args) -> int:
     from syncvp_ros.bags import synth
 
     topics = synth.preset(args.preset, rgb=args.rgb_topic, depth=args.depth_topic,
-                              rgb_info=args.rgb_info_topic, depth_info=args.depth_info_topic,
-                              rgb_encoding=args.rgb_encoding, depth_encoding=args.depth_encoding,
-                              rgb_frame=args.rgb_frame_id, depth_frame=args.depth_frame_id)
+                          rgb_info=args.rgb_info_topic, depth_info=args.depth_info_topic,
+                          rgb_encoding=args.rgb_encoding, depth_encoding=args.depth_encoding,
+                          rgb_frame=args.rgb_frame_id, depth_frame=args.depth_frame_id)
     spec = synth.SynthSpec(frames=args.frames, rate=args.rate, size=args.size, seed=args.seed, start=args.start)
     with tqdm(total=spec.frames, unit="frame", desc="synth", disable=args.quiet) as bar:
         counts = synth.write_synthetic_bag(args.out, spec, topics, args.storage, progress=bar.update)
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publish /clock from the playback position (default 40 Hz) instead of the bag's own, "
                         "for nodes with use_sim_time")
     p.add_argument("--delay", type=NON_NEGATIVE, default=0.0, help="seconds to wait before the first message, "
-                                                           "for subscribers to connect (default 0)")
+                                                                   "for subscribers to connect (default 0)")
     p.add_argument("--wait-for", action="append", default=[], metavar="TOPIC",
                    help="before playing, wait until TOPIC (bag name) has a subscriber")
     p.add_argument("--wait-timeout", type=POSITIVE, default=30.0,
